@@ -1,0 +1,118 @@
+"""The application factory: builds the shared context and joins each module's routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+
+from .audit import Auditor
+from .auth.passwords import PasswordHasher
+from .config import Settings
+from .log import log_request
+from .sessions import SessionStore, make_store
+from .sessions.cookie import CookieSigner
+from .storage.base import Database
+from .throttle import Throttle, make_throttle
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_PATH = ROOT / "templates"
+STATIC_PATH = ROOT / "static"
+
+
+@dataclass
+class Context:
+    """What handlers need, made once per process; handlers reach it as `self.ctx`."""
+
+    settings: Settings
+    db: Database
+    store: SessionStore
+    throttle: Throttle
+    hasher: PasswordHasher
+    audit: Auditor
+    signer: CookieSigner
+    clock: Callable[[], float] = time.time
+    extras: dict[str, Any] = field(default_factory=dict)
+    _tasks: set[asyncio.Task] = field(default_factory=set)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a coroutine in the background, keeping a reference until it finishes."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+class PlpApplication(tornado.web.Application):
+    """A Tornado application that carries the plp Context."""
+
+    def __init__(self, ctx: Context, handlers: list, **settings: Any) -> None:
+        self.ctx = ctx
+        super().__init__(handlers, **settings)
+
+
+def make_context(
+    settings: Settings,
+    *,
+    db: Database,
+    store: SessionStore | None = None,
+    throttle: Throttle | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Context:
+    """The Context for settings; `db` must already be migrated. The secret must be set."""
+    if not settings.session_secret:
+        raise ValueError("settings.session_secret is empty; call config.ensure_secret first")
+    return Context(
+        settings=settings,
+        db=db,
+        store=store or make_store(settings, clock=clock),
+        throttle=throttle or make_throttle(settings, clock=clock),
+        hasher=PasswordHasher(settings.bcrypt_rounds),
+        audit=Auditor(db),
+        signer=CookieSigner(
+            settings.cookie_name,
+            settings.session_secret,
+            settings.session_secret_previous,
+            settings.session_max_age,
+        ),
+        clock=clock,
+    )
+
+
+def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
+    """The Tornado application for a context; route lists are joined in order."""
+    from .handlers import api, auth, chat, pages
+
+    settings = ctx.settings
+    handlers: list = [
+        *auth.routes,
+        *api.routes,
+        *chat.routes,
+        *pages.routes,
+        *api.fallback_routes,
+    ]
+    app_settings: dict[str, Any] = dict(
+        template_path=str(TEMPLATE_PATH),
+        static_path=str(STATIC_PATH),
+        static_handler_class=pages.StaticHandler,
+        default_handler_class=pages.NotFoundHandler,
+        xsrf_cookies=True,
+        xsrf_cookie_kwargs=dict(httponly=False, samesite="Lax", secure=settings.production),
+        cookie_secret=settings.session_secret,
+        login_url="/login",
+        log_function=log_request,
+        compress_response=False,
+        websocket_ping_interval=25,
+        websocket_ping_timeout=60,
+        websocket_max_message_size=16 * 1024,
+        debug=False,
+    )
+    app_settings.update(overrides)
+    return PlpApplication(ctx, handlers, **app_settings)

@@ -1,0 +1,332 @@
+"""Settings: every option as a `--flag` and a `PLP_*` variable; nothing else reads os.environ."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import secrets
+import stat
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+MIN_SECRET_LENGTH = 32
+SECRET_FILE_NAME = "session_secret"
+DEFAULT_DB_FILE = "plp.sqlite3"
+
+
+class ConfigError(Exception):
+    """A bad flag, value or environment; the CLI prints it as one line and exits 2."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything plp is configured with; built once by `from_env` and passed down."""
+
+    env: str = "development"
+    host: str = "127.0.0.1"
+    port: int = 8888
+    data_dir: str = "./data"
+    db: str = ""
+    session_idle_timeout: float = 1800.0
+    session_max_age: float = 86400.0
+    session_prune_interval: float = 60.0
+    sessions_per_user: int = 10
+    bcrypt_rounds: int = 12
+    cors_origins: tuple[str, ...] = ()
+    trust_proxy: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    session_backend: str = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    metrics_port: int = 0
+    login_failures_per_account: int = 5
+    login_failures_per_address: int = 30
+    registrations_per_address: int = 30
+    sockets_per_user: int = 5
+    sockets_per_address: int = 1000
+    chat_rate: tuple[int, float] = (5, 5.0)
+    log_format: str = "text"
+    log_level: str = "info"
+    # Secrets: only ever from the environment (see from_env), never a flag.
+    session_secret: str = field(default="", repr=False)
+    session_secret_previous: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def production(self) -> bool:
+        """True when the production rules apply (Secure cookies, __Host- prefix, HSTS)."""
+        return self.env == "production"
+
+    @property
+    def cookie_name(self) -> str:
+        """`__Host-plp_session` in production, so the browser insists on Secure and Path=/."""
+        return "__Host-plp_session" if self.production else "plp_session"
+
+    @property
+    def db_url(self) -> str:
+        """The database to open: the `db` setting or the SQLite file in data-dir."""
+        return self.db or str(Path(self.data_dir) / DEFAULT_DB_FILE)
+
+    @property
+    def tls(self) -> bool:
+        """True when plp terminates TLS itself."""
+        return bool(self.tls_cert and self.tls_key)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (tests and the benchmark use it)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected 1/true/yes or 0/false/no")
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be a whole number of at least 1")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a port number from 0 to 65535")
+    return value
+
+
+def _seconds(raw: str) -> float:
+    value = float(raw)
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError("must be one of " + ", ".join(allowed))
+        return value
+
+    return parse
+
+
+def _bcrypt_rounds(raw: str) -> int:
+    value = int(raw)
+    if not 4 <= value <= 31:
+        raise ValueError("must be from 4 to 31")
+    return value
+
+
+_ORIGIN_RE = re.compile(
+    r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$"
+)
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item == "*" or not _ORIGIN_RE.match(item):
+            raise ValueError(f"{item!r} is not an exact scheme://host[:port] origin")
+        origins.append(item.lower())
+    return tuple(origins)
+
+
+def _chat_rate(raw: str) -> tuple[int, float]:
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*", raw)
+    if not match or int(match.group(1)) < 1 or float(match.group(2)) <= 0:
+        raise ValueError("expected SENDS/SECONDS, e.g. 5/5")
+    return int(match.group(1)), float(match.group(2))
+
+
+def _db(raw: str) -> str:
+    value = raw.strip()
+    if value.startswith(("postgres://", "postgresql://")):
+        if not urlsplit(value).hostname and "host=" not in value:
+            raise ValueError("a postgresql:// URL needs a host")
+        return value
+    if "://" in value:
+        raise ValueError("expected a SQLite file path or a postgresql:// URL")
+    return value
+
+
+def _redis_url(raw: str) -> str:
+    value = raw.strip()
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return value
+
+
+def _path(raw: str) -> str:
+    if "\x00" in raw:
+        raise ValueError("must not contain NUL")
+    return raw
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+# name -> (parser, is_switch, help)
+OPTIONS: dict[str, tuple[Callable[[str], Any], bool, str]] = {
+    "env": (_choice("development", "production"), False, "development or production"),
+    "host": (_text, False, "address to listen on"),
+    "port": (_port, False, "TCP port to listen on"),
+    "data-dir": (_path, False, "directory for the database, secret and snapshot"),
+    "db": (_db, False, "SQLite file path or postgresql:// URL"),
+    "session-idle-timeout": (_seconds, False, "seconds without activity before a session ends"),
+    "session-max-age": (_seconds, False, "seconds after login before a session ends"),
+    "session-prune-interval": (_seconds, False, "seconds between pruner runs"),
+    "sessions-per-user": (_positive_int, False, "live sessions allowed per user"),
+    "bcrypt-rounds": (_bcrypt_rounds, False, "bcrypt cost factor"),
+    "cors-origins": (_origins, False, "comma-separated origins allowed cross-origin"),
+    "trust-proxy": (_parse_bool, True, "take client address and scheme from proxy headers"),
+    "tls-cert": (_path, False, "PEM certificate file for HTTPS"),
+    "tls-key": (_path, False, "PEM private key file for HTTPS"),
+    "session-backend": (_choice("memory", "redis"), False, "memory or redis"),
+    "redis-url": (_redis_url, False, "Redis URL for the redis session backend"),
+    "metrics-port": (_port, False, "loopback port for Prometheus /metrics (0: off)"),
+    "login-failures-per-account": (_positive_int, False, "failures before an account back-off"),
+    "login-failures-per-address": (_positive_int, False, "failed logins per address in 5 min"),
+    "registrations-per-address": (_positive_int, False, "registrations per address per hour"),
+    "sockets-per-user": (_positive_int, False, "open chat sockets per user"),
+    "sockets-per-address": (_positive_int, False, "open chat sockets per client address"),
+    "chat-rate": (_chat_rate, False, "chat sends per seconds, e.g. 5/5"),
+    "log-format": (_choice("text", "json"), False, "text or json"),
+    "log-level": (_choice("debug", "info", "warning", "error"), False, "log level"),
+}
+
+
+def _field_name(option: str) -> str:
+    return option.replace("-", "_")
+
+
+def _env_name(option: str) -> str:
+    return "PLP_" + option.upper().replace("-", "_")
+
+
+def parse_options(argv: Sequence[str]) -> dict[str, str | bool]:
+    """Read `--name value`, `--name=value` and switches; raise ConfigError on anything else."""
+    found: dict[str, str | bool] = {}
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or arg == "--":
+            raise ConfigError(f"unexpected argument {arg!r}")
+        name, eq, value = arg[2:].partition("=")
+        if name in ("session-secret", "session-secret-previous"):
+            raise ConfigError(
+                f"--{name} is not accepted: secrets come from the environment "
+                f"({name.upper().replace('-', '_')}), never from the command line"
+            )
+        if name not in OPTIONS:
+            raise ConfigError(f"unknown option --{name}")
+        _, switch, _ = OPTIONS[name]
+        if switch:
+            if eq:
+                raise ConfigError(f"--{name} is a switch and takes no value")
+            found[name] = True
+        elif eq:
+            found[name] = value
+        else:
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                raise ConfigError(f"--{name} needs a value")
+            found[name] = args[i + 1]
+            i += 1
+        i += 1
+    return found
+
+
+def from_env(
+    options: Mapping[str, str | bool] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build Settings from parsed flags and the environment; a flag wins over a variable."""
+    environ = os.environ if environ is None else environ
+    options = options or {}
+    values: dict[str, Any] = {}
+    for name, (parse, _switch, _help) in OPTIONS.items():
+        if name in options:
+            raw, source = options[name], f"--{name}"
+        elif _env_name(name) in environ:
+            raw, source = environ[_env_name(name)], _env_name(name)
+        else:
+            continue
+        if raw is True:
+            values[_field_name(name)] = True
+            continue
+        try:
+            values[_field_name(name)] = parse(str(raw))
+        except ValueError as exc:
+            raise ConfigError(f"invalid value {raw!r} for {source}: {exc}") from None
+    values["session_secret"] = environ.get("SESSION_SECRET", "")
+    values["session_secret_previous"] = tuple(
+        s for s in (p.strip() for p in environ.get("SESSION_SECRET_PREVIOUS", "").split(",")) if s
+    )
+    settings = Settings(**values)
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ConfigError("--tls-cert and --tls-key must be given together")
+    if settings.session_backend == "redis" and not settings.redis_url:
+        raise ConfigError("--session-backend redis needs --redis-url")
+    return settings
+
+
+def ensure_secret(settings: Settings) -> Settings:
+    """Return settings with a usable signing secret, or raise ConfigError.
+
+    Production never invents a secret: a missing or short SESSION_SECRET is fatal, because a
+    per-process random key would silently log everyone out at each restart and break several
+    processes sharing sessions. Development keeps one generated secret in data-dir (0600).
+    """
+    if settings.session_secret:
+        if settings.production and len(settings.session_secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"SESSION_SECRET is shorter than {MIN_SECRET_LENGTH} characters; "
+                "production refuses to start with a weak signing key"
+            )
+        return settings
+    if settings.production:
+        raise ConfigError("SESSION_SECRET is not set; production refuses to start without it")
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = data_dir / SECRET_FILE_NAME
+    try:
+        secret = path.read_text().strip()
+    except FileNotFoundError:
+        secret = ""
+    if len(secret) < MIN_SECRET_LENGTH:
+        secret = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secret + "\n")
+    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+    return settings.replace(session_secret=secret)
+
+
+def options_help() -> str:
+    """The settings table for `--help`."""
+    lines = ["settings (flag, or environment variable PLP_NAME):"]
+    defaults = Settings()
+    for name, (_parse, switch, text) in OPTIONS.items():
+        default = getattr(defaults, _field_name(name))
+        shown = "off" if switch else (",".join(default) if isinstance(default, tuple) else default)
+        if name == "chat-rate":
+            shown = "5/5"
+        if name == "db":
+            shown = f"<data-dir>/{DEFAULT_DB_FILE}"
+        lines.append(f"  --{name:<28} {text} [{shown}]")
+    lines.append("secrets (environment only): SESSION_SECRET, SESSION_SECRET_PREVIOUS")
+    return "\n".join(lines)

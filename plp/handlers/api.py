@@ -1,0 +1,188 @@
+"""JSON endpoints for the signed-in user, their sessions, administration and health."""
+
+from __future__ import annotations
+
+from ..auth import service
+from ..auth.decorators import authenticated, require_role
+from ..errors import ApiError, bad_request
+from ..sessions.base import Session
+from ..storage.base import iso_from_epoch
+from .base import ApiHandler, field
+
+AUDIT_LIMIT_MAX = 500
+
+
+def session_json(session: Session, current: Session | None, idle: float, max_age: float) -> dict:
+    """A session as its owner sees it: a handle, never the token or its hash."""
+    return {
+        "id": session.handle,
+        "createdAt": iso_from_epoch(session.created_at),
+        "lastSeenAt": iso_from_epoch(session.last_seen),
+        "expiresAt": iso_from_epoch(session.deadline(idle, max_age)),
+        "ip": session.ip,
+        "userAgent": session.user_agent,
+        "current": current is not None and session.key == current.key,
+    }
+
+
+def parse_id(raw: str) -> int:
+    """A path id as int; 404 for anything that cannot name a record."""
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError(404, "not_found", "No such record.")
+    return int(raw)
+
+
+class MeHandler(ApiHandler):
+    """GET /api/users/me."""
+
+    is_api = True
+
+    @authenticated
+    def get(self) -> None:
+        self.write_json({"user": self.user.to_json()})
+
+
+class PasswordHandler(ApiHandler):
+    """POST /api/users/me/password: change password, end other sessions, new cookie."""
+
+    is_api = True
+
+    @authenticated
+    async def post(self) -> None:
+        data = self.get_json_body()
+        token = await service.change_password(
+            self.ctx,
+            self.user,
+            self.session,
+            current=data.get("currentPassword"),
+            new=data.get("newPassword"),
+            ip=self.ip,
+            user_agent=self.user_agent,
+        )
+        self.set_session_cookie(token)
+        self.write_json({"ok": True})
+
+
+class SessionsHandler(ApiHandler):
+    """GET /api/sessions: the user's own live sessions."""
+
+    is_api = True
+
+    @authenticated
+    async def get(self) -> None:
+        store = self.ctx.store
+        sessions = await store.list_for_user(self.user.id)
+        self.write_json(
+            {
+                "sessions": [
+                    session_json(s, self.session, store.idle_timeout, store.max_age)
+                    for s in sessions
+                ]
+            }
+        )
+
+
+class SessionHandler(ApiHandler):
+    """DELETE /api/sessions/{id}: end one of the user's own sessions."""
+
+    is_api = True
+
+    @authenticated
+    async def delete(self, handle: str) -> None:
+        await service.revoke_session(self.ctx, self.user, handle, ip=self.ip)
+        self.set_status(204)
+        self.finish()
+
+
+class AdminUsersHandler(ApiHandler):
+    """GET /api/admin/users."""
+
+    is_api = True
+
+    @require_role("admin")
+    async def get(self) -> None:
+        users = await self.ctx.db.list_users()
+        self.write_json({"users": [u.to_json(admin=True) for u in users]})
+
+
+class AdminUserHandler(ApiHandler):
+    """PATCH /api/admin/users/{id} {role?, disabled?}."""
+
+    is_api = True
+
+    @require_role("admin")
+    async def patch(self, raw_id: str) -> None:
+        data = self.get_json_body()
+        user = await service.admin_update_user(
+            self.ctx,
+            self.user,
+            parse_id(raw_id),
+            role=field(data, "role", str, required=False),
+            disabled=field(data, "disabled", bool, required=False),
+            ip=self.ip,
+        )
+        self.write_json({"user": user.to_json(admin=True)})
+
+
+class AdminUserSessionsHandler(ApiHandler):
+    """DELETE /api/admin/users/{id}/sessions."""
+
+    is_api = True
+
+    @require_role("admin")
+    async def delete(self, raw_id: str) -> None:
+        await service.admin_revoke_sessions(self.ctx, self.user, parse_id(raw_id), ip=self.ip)
+        self.set_status(204)
+        self.finish()
+
+
+class AdminAuditHandler(ApiHandler):
+    """GET /api/admin/audit?limit=."""
+
+    is_api = True
+
+    @require_role("admin")
+    async def get(self) -> None:
+        raw = self.get_query_argument("limit", "100")
+        if not raw.isdigit() or not 1 <= int(raw) <= AUDIT_LIMIT_MAX:
+            raise bad_request(
+                f"limit must be a whole number from 1 to {AUDIT_LIMIT_MAX}.",
+                {"limit": f"From 1 to {AUDIT_LIMIT_MAX}."},
+            )
+        events = await self.ctx.db.list_audit(int(raw))
+        self.write_json({"events": [e.to_json() for e in events]})
+
+
+class HealthHandler(ApiHandler):
+    """GET /healthz."""
+
+    is_api = True
+
+    async def prepare(self) -> None:
+        pass  # health checks carry no session and must not depend on the session store
+
+    def get(self) -> None:
+        self.write_json({"status": "ok"})
+
+
+class NotFoundApiHandler(ApiHandler):
+    """Any other /api/ path: JSON 404."""
+
+    is_api = True
+
+    def prepare(self) -> None:  # type: ignore[override]
+        raise ApiError(404, "not_found", "No such API endpoint.")
+
+
+routes = [
+    (r"/api/users/me", MeHandler),
+    (r"/api/users/me/password", PasswordHandler),
+    (r"/api/sessions", SessionsHandler),
+    (r"/api/sessions/([^/]+)", SessionHandler),
+    (r"/api/admin/users", AdminUsersHandler),
+    (r"/api/admin/users/([^/]+)", AdminUserHandler),
+    (r"/api/admin/users/([^/]+)/sessions", AdminUserSessionsHandler),
+    (r"/api/admin/audit", AdminAuditHandler),
+    (r"/healthz", HealthHandler),
+]
+fallback_routes = [(r"/api/.*", NotFoundApiHandler)]

@@ -1,0 +1,94 @@
+"""JSON endpoints for signing in and out: /api/auth/*."""
+
+from __future__ import annotations
+
+from ..auth import service
+from ..auth.decorators import authenticated
+from .base import ApiHandler
+
+CLEAR_SITE_DATA = '"cookies", "storage"'
+
+
+class CsrfHandler(ApiHandler):
+    """GET /api/auth/csrf: the XSRF token for API clients (also sets the `_xsrf` cookie)."""
+
+    is_api = True
+
+    def get(self) -> None:
+        self.write_json({"token": self.xsrf_token.decode()})
+
+
+class RegisterHandler(ApiHandler):
+    """POST /api/auth/register: create a student account and sign it in."""
+
+    is_api = True
+
+    async def post(self) -> None:
+        data = self.get_json_body()
+        user = await service.register(
+            self.ctx,
+            username=data.get("username"),
+            password=data.get("password"),
+            display_name=data.get("displayName"),
+            ip=self.ip,
+        )
+        token = await service.start_session(
+            self.ctx, user, ip=self.ip, user_agent=self.user_agent, previous=self.session
+        )
+        self.set_session_cookie(token)
+        self.write_json({"user": user.to_json()}, status=201)
+
+
+class LoginHandler(ApiHandler):
+    """POST /api/auth/login: a new session for valid credentials."""
+
+    is_api = True
+
+    async def post(self) -> None:
+        data = self.get_json_body()
+        user = await service.authenticate(
+            self.ctx, username=data.get("username"), password=data.get("password"), ip=self.ip
+        )
+        token = await service.start_session(
+            self.ctx, user, ip=self.ip, user_agent=self.user_agent, previous=self.session
+        )
+        await self.ctx.audit.record(
+            "login_succeeded", user_id=user.id, username=user.username, ip=self.ip
+        )
+        self.set_session_cookie(token)
+        self.write_json({"user": user.to_json()})
+
+
+class LogoutHandler(ApiHandler):
+    """POST /api/auth/logout: end this session and clear the cookie."""
+
+    is_api = True
+
+    @authenticated
+    async def post(self) -> None:
+        await service.logout(self.ctx, self.user, self.session, ip=self.ip)
+        self.clear_session_cookie()
+        self.set_header("Clear-Site-Data", CLEAR_SITE_DATA)
+        self.write_json({"ok": True})
+
+
+class LogoutAllHandler(ApiHandler):
+    """POST /api/auth/logout-all: end every session of this user."""
+
+    is_api = True
+
+    @authenticated
+    async def post(self) -> None:
+        count = await service.logout_all(self.ctx, self.user, ip=self.ip)
+        self.clear_session_cookie()
+        self.set_header("Clear-Site-Data", CLEAR_SITE_DATA)
+        self.write_json({"ok": True, "ended": count})
+
+
+routes = [
+    (r"/api/auth/csrf", CsrfHandler),
+    (r"/api/auth/register", RegisterHandler),
+    (r"/api/auth/login", LoginHandler),
+    (r"/api/auth/logout", LogoutHandler),
+    (r"/api/auth/logout-all", LogoutAllHandler),
+]

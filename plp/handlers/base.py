@@ -1,0 +1,274 @@
+"""Handler bases: session lookup, security headers, CORS, XSRF, errors as pages or JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+import tornado.web
+from tornado.web import HTTPError
+
+from ..errors import ApiError
+from ..security import DEFAULT_HEADERS, HSTS, client_ip, origin_allowed, request_scheme
+from ..sessions.base import END_DISABLED, Session, SessionStoreUnavailable
+from ..storage.base import User
+
+if TYPE_CHECKING:
+    from ..app import Context
+
+log = logging.getLogger(__name__)
+
+MAX_JSON_BODY = 64 * 1024
+
+ERROR_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Every HTTP handler: finds the signed-in user before the method runs."""
+
+    session: Session | None = None
+
+    @property
+    def ctx(self) -> Context:
+        return self.application.ctx  # type: ignore[attr-defined]
+
+    @property
+    def user(self) -> User | None:
+        return self.current_user  # type: ignore[return-value]
+
+    @property
+    def ip(self) -> str:
+        """The client address per the trust-proxy rule."""
+        cached = getattr(self, "_plp_ip", None)
+        if cached is None:
+            cached = self._plp_ip = client_ip(self.request, self.ctx.settings)
+        return cached
+
+    @property
+    def user_agent(self) -> str:
+        return self.request.headers.get("User-Agent", "")[:256]
+
+    def set_default_headers(self) -> None:
+        for name, value in DEFAULT_HEADERS.items():
+            self.set_header(name, value)
+        self.clear_header("Server")
+        ctx = self.ctx
+        if ctx.settings.production and request_scheme(self.request, ctx.settings) == "https":
+            self.set_header("Strict-Transport-Security", HSTS)
+        origin = self.request.headers.get("Origin")
+        if origin and ctx.settings.cors_origins and origin.lower() in ctx.settings.cors_origins:
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Allow-Credentials", "true")
+        if ctx.settings.cors_origins:
+            self.add_header("Vary", "Origin")
+
+    async def prepare(self) -> None:
+        await self.load_session()
+
+    async def load_session(self) -> None:
+        """Set current_user and session from the signed cookie; invalid cookies are cleared."""
+        self.current_user = None
+        ctx = self.ctx
+        raw = self.get_cookie(ctx.settings.cookie_name)
+        if not raw:
+            return
+        token, reissue = ctx.signer.unsign(raw)
+        session = None
+        if token is not None:
+            try:
+                session = await ctx.store.get(token)
+            except SessionStoreUnavailable as exc:
+                raise ApiError(
+                    503, "unavailable", "Sessions are unavailable; try again shortly."
+                ) from exc
+        if session is None:
+            self.clear_session_cookie()
+            return
+        user = await ctx.db.get_user(session.user_id)
+        if user is None or user.disabled:
+            await ctx.store.end(session.key, END_DISABLED)
+            self.clear_session_cookie()
+            return
+        await ctx.store.touch(session)
+        self.session = session
+        self.current_user = user
+        if reissue:
+            self.set_session_cookie(token)
+
+    def get_current_user(self) -> User | None:
+        return None  # set by prepare(); get_current_user cannot await
+
+    def set_session_cookie(self, token: str) -> None:
+        settings = self.ctx.settings
+        self.set_cookie(
+            settings.cookie_name,
+            self.ctx.signer.sign(token),
+            path="/",
+            max_age=int(settings.session_max_age),
+            httponly=True,
+            secure=settings.production,
+            samesite="Lax",
+        )
+
+    def clear_session_cookie(self) -> None:
+        settings = self.ctx.settings
+        self.clear_cookie(
+            settings.cookie_name,
+            path="/",
+            httponly=True,
+            secure=settings.production,
+            samesite="Lax",
+        )
+
+    def start_session_for(self, session_token: str) -> None:
+        """Put a freshly created session's token in the cookie."""
+        self.set_session_cookie(session_token)
+
+    def check_xsrf_cookie(self) -> None:
+        try:
+            super().check_xsrf_cookie()
+        except HTTPError as exc:
+            self.ctx.spawn(
+                self.ctx.audit.record("xsrf_rejected", ip=self.ip, path=self.request.path)
+            )
+            raise ApiError(
+                403, "xsrf", "The form or request is missing a valid XSRF token; reload and retry."
+            ) from exc
+
+    def options(self, *args: Any, **kwargs: Any) -> None:
+        """CORS preflight: answered only for allowed origins."""
+        origin = self.request.headers.get("Origin", "")
+        if not origin or not origin_allowed(origin, self.request, self.ctx.settings):
+            raise ApiError(403, "forbidden", "Cross-origin requests from this origin are refused.")
+        self.set_header(
+            "Access-Control-Allow-Methods",
+            ", ".join(sorted(set(self.SUPPORTED_METHODS) - {"OPTIONS"})),
+        )
+        self.set_header("Access-Control-Allow-Headers", "Content-Type, X-XSRFToken")
+        self.set_header("Access-Control-Max-Age", "600")
+        self.set_status(204)
+
+    def error_info(self, status_code: int, kwargs: dict[str, Any]) -> tuple[str, str, dict | None]:
+        """(code, message, fields) for an error being written."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+            return exc.code, exc.message, exc.fields
+        if status_code >= 500:
+            return "server_error", "Something went wrong on our side; please try again.", None
+        code = ERROR_CODES.get(status_code, "error")
+        if isinstance(exc, HTTPError) and exc.log_message and status_code < 500:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        else:
+            message = (
+                HTTPStatus(status_code).phrase
+                if status_code in HTTPStatus._value2member_map_
+                else "Error"
+            )
+        return code, message, None
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        code, message, _fields = self.error_info(status_code, kwargs)
+        self.render(
+            "error.html",
+            status=status_code,
+            title=HTTPStatus(status_code).phrase
+            if status_code in HTTPStatus._value2member_map_
+            else "Error",
+            message=message,
+            code=code,
+        )
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, HTTPError):
+            return  # client errors are in the access log; no traceback for them
+        super().log_exception(typ, value, tb)
+
+    def render_page(self, template: str, **kwargs: Any) -> None:
+        """Render a page; signed-in pages are never cached."""
+        if self.current_user is not None:
+            self.set_header("Cache-Control", "no-store")
+        self.render(template, **kwargs)
+
+
+class ApiHandler(BaseHandler):
+    """JSON endpoints: errors as `{"error", "message"}`, bodies parsed strictly, no redirects."""
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        code, message, fields = self.error_info(status_code, kwargs)
+        body: dict[str, Any] = {"error": code, "message": message}
+        if fields:
+            body["fields"] = fields
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(body))
+
+    def write_json(self, data: dict, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(data, separators=(",", ":")))
+
+    def get_json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object, or a 400/413 ApiError."""
+        body = self.request.body
+        if len(body) > MAX_JSON_BODY:
+            raise ApiError(413, "too_large", "The request body is larger than 64 KiB.")
+        if not body.strip():
+            raise ApiError(400, "bad_request", "The request body must be a JSON object.")
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "bad_request", "The request body is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "bad_request", "The request body must be a JSON object.")
+        return data
+
+
+def check_body_size(handler: BaseHandler) -> None:
+    """413 for any body over the JSON limit (forms included)."""
+    if len(handler.request.body) > MAX_JSON_BODY:
+        raise ApiError(413, "too_large", "The request body is larger than 64 KiB.")
+
+
+def _field_error(name: str, problem: str) -> ApiError:
+    return ApiError(400, "bad_request", f"Field {name}: {problem}", fields={name: problem})
+
+
+def field(data: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
+    """data[name] checked for type; a missing or mistyped field is a 400 naming it."""
+    if name not in data or data[name] is None:
+        if required:
+            raise _field_error(name, "This field is required.")
+        return None
+    value = data[name]
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise _field_error(name, "Must be an integer.")
+    if kind is bool and not isinstance(value, bool):
+        raise _field_error(name, "Must be true or false.")
+    if kind is str and not isinstance(value, str):
+        raise _field_error(name, "Must be a string.")
+    return value
+
+
+def status_phrase(status: int) -> str:
+    """The standard reason phrase for a status code."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"

@@ -1,0 +1,275 @@
+"""Server-rendered pages and their forms: /, /login, /register, /logout, /dashboard, ..."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tornado.web
+
+from ..auth import service
+from ..auth.decorators import authenticated, require_role
+from ..errors import ApiError
+from ..security import DEFAULT_HEADERS, safe_next
+from ..storage.base import ROLES, iso_from_epoch
+from .api import parse_id
+from .auth import CLEAR_SITE_DATA
+from .base import BaseHandler, check_body_size
+
+
+class PageHandler(BaseHandler):
+    """A page: 413 for oversize forms, errors as an HTML page."""
+
+    async def prepare(self) -> None:
+        if self.request.method == "POST":
+            check_body_size(self)
+        await super().prepare()
+
+    def form(self, name: str) -> str:
+        """A form field as text ('' when absent)."""
+        return self.get_body_argument(name, "", strip=False)
+
+    def redirect_to_next(self) -> None:
+        """Follow `next` only when it is a same-site relative path."""
+        self.redirect(safe_next(self.get_argument("next", None)))
+
+    def render_error_form(self, template: str, exc: ApiError, **values: Any) -> None:
+        self.set_status(exc.status_code)
+        for name, value in exc.headers.items():
+            self.set_header(name, value)
+        self.render_page(template, error=exc.message, fields=exc.fields or {}, **values)
+
+
+class IndexHandler(PageHandler):
+    def get(self) -> None:
+        self.render_page("index.html")
+
+
+class LoginPage(PageHandler):
+    def get(self) -> None:
+        if self.user is not None:
+            self.redirect_to_next()
+            return
+        self.render_page("login.html", error=None, fields={}, username="", next=self.next_value())
+
+    def next_value(self) -> str:
+        return safe_next(self.get_argument("next", None))
+
+    async def post(self) -> None:
+        username = self.form("username")
+        try:
+            user = await service.authenticate(
+                self.ctx, username=username, password=self.form("password"), ip=self.ip
+            )
+        except ApiError as exc:
+            self.render_error_form("login.html", exc, username=username, next=self.next_value())
+            return
+        token = await service.start_session(
+            self.ctx, user, ip=self.ip, user_agent=self.user_agent, previous=self.session
+        )
+        await self.ctx.audit.record(
+            "login_succeeded", user_id=user.id, username=user.username, ip=self.ip
+        )
+        self.set_session_cookie(token)
+        self.redirect_to_next()
+
+
+class RegisterPage(PageHandler):
+    def get(self) -> None:
+        if self.user is not None:
+            self.redirect("/dashboard")
+            return
+        self.render_page("register.html", error=None, fields={}, username="", display_name="")
+
+    async def post(self) -> None:
+        username, display_name = self.form("username"), self.form("displayName")
+        try:
+            user = await service.register(
+                self.ctx,
+                username=username,
+                password=self.form("password"),
+                display_name=display_name,
+                ip=self.ip,
+            )
+        except ApiError as exc:
+            self.render_error_form(
+                "register.html", exc, username=username, display_name=display_name
+            )
+            return
+        token = await service.start_session(
+            self.ctx, user, ip=self.ip, user_agent=self.user_agent, previous=self.session
+        )
+        self.set_session_cookie(token)
+        self.redirect("/dashboard")
+
+
+class LogoutPage(PageHandler):
+    """POST /logout ends the session; GET is 405 so a link or image cannot log anyone out."""
+
+    async def post(self) -> None:
+        if self.user is not None and self.session is not None:
+            await service.logout(self.ctx, self.user, self.session, ip=self.ip)
+        self.clear_session_cookie()
+        self.set_header("Clear-Site-Data", CLEAR_SITE_DATA)
+        self.redirect("/login")
+
+
+class DashboardPage(PageHandler):
+    @authenticated
+    async def get(self) -> None:
+        channels = await self.ctx.db.list_channels()
+        self.render_page("dashboard.html", channels=channels)
+
+
+class SessionsPage(PageHandler):
+    @authenticated
+    async def get(self) -> None:
+        store = self.ctx.store
+        sessions = await store.list_for_user(self.user.id)
+        rows = [
+            {
+                "handle": s.handle,
+                "created": iso_from_epoch(s.created_at),
+                "last_seen": iso_from_epoch(s.last_seen),
+                "expires": iso_from_epoch(s.deadline(store.idle_timeout, store.max_age)),
+                "ip": s.ip,
+                "user_agent": s.user_agent,
+                "current": s.key == self.session.key,
+            }
+            for s in sessions
+        ]
+        self.render_page("sessions.html", sessions=rows, notice=self.get_argument("done", ""))
+
+
+class SessionRevokePage(PageHandler):
+    @authenticated
+    async def post(self) -> None:
+        handle = self.form("session")
+        try:
+            await service.revoke_session(self.ctx, self.user, handle, ip=self.ip)
+        except ApiError:
+            pass  # already ended (another tab, expiry): the list below shows the truth
+        if handle and self.session is not None and handle == self.session.handle:
+            self.clear_session_cookie()
+            self.redirect("/login")
+            return
+        self.redirect("/sessions?done=revoked")
+
+
+class LogoutAllPage(PageHandler):
+    @authenticated
+    async def post(self) -> None:
+        await service.logout_all(self.ctx, self.user, ip=self.ip)
+        self.clear_session_cookie()
+        self.set_header("Clear-Site-Data", CLEAR_SITE_DATA)
+        self.redirect("/login")
+
+
+class AccountPage(PageHandler):
+    @authenticated
+    def get(self) -> None:
+        self.render_page(
+            "account.html", error=None, fields={}, notice=self.get_argument("done", "")
+        )
+
+    @authenticated
+    async def post(self) -> None:
+        new, confirm = self.form("newPassword"), self.form("confirmPassword")
+        try:
+            if new != confirm:
+                raise ApiError(
+                    400,
+                    "bad_request",
+                    "The new passwords do not match.",
+                    fields={"confirmPassword": "Does not match."},
+                )
+            token = await service.change_password(
+                self.ctx,
+                self.user,
+                self.session,
+                current=self.form("currentPassword"),
+                new=new,
+                ip=self.ip,
+                user_agent=self.user_agent,
+            )
+        except ApiError as exc:
+            self.render_error_form("account.html", exc, notice="")
+            return
+        self.set_session_cookie(token)
+        self.redirect("/account?done=password")
+
+
+class AdminPage(PageHandler):
+    @require_role("admin")
+    async def get(self) -> None:
+        users = await self.ctx.db.list_users()
+        events = await self.ctx.db.list_audit(100)
+        self.render_page(
+            "admin.html",
+            users=users,
+            events=events,
+            roles=ROLES,
+            notice=self.get_argument("done", ""),
+            error=None,
+        )
+
+
+class AdminUserPage(PageHandler):
+    """POST /admin/users/{id}: the admin console's role, disable/enable and revoke buttons."""
+
+    @require_role("admin")
+    async def post(self, raw_id: str) -> None:
+        user_id = parse_id(raw_id)
+        action = self.form("action")
+        if action == "revoke":
+            await service.admin_revoke_sessions(self.ctx, self.user, user_id, ip=self.ip)
+        elif action in ("disable", "enable", "role"):
+            await service.admin_update_user(
+                self.ctx,
+                self.user,
+                user_id,
+                role=self.form("role") if action == "role" else None,
+                disabled={"disable": True, "enable": False}.get(action),
+                ip=self.ip,
+            )
+        else:
+            raise ApiError(400, "bad_request", "Unknown admin action.")
+        self.redirect("/admin?done=" + action)
+
+
+class NotFoundHandler(BaseHandler):
+    """Unknown paths: a 404 page with the full security headers."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        raise ApiError(404, "not_found", "There is no page at this address.")
+
+    def check_xsrf_cookie(self) -> None:
+        pass  # every method ends in 404 anyway; don't let the XSRF check mask it
+
+
+class StaticHandler(tornado.web.StaticFileHandler):
+    """Static files with the same security headers as every other response."""
+
+    def set_default_headers(self) -> None:
+        for name, value in DEFAULT_HEADERS.items():
+            self.set_header(name, value)
+        self.clear_header("Server")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "text/plain; charset=UTF-8")
+        self.finish(f"{status_code} Not Found\n" if status_code == 404 else f"{status_code}\n")
+
+
+routes = [
+    (r"/", IndexHandler),
+    (r"/login", LoginPage),
+    (r"/register", RegisterPage),
+    (r"/logout", LogoutPage),
+    (r"/dashboard", DashboardPage),
+    (r"/sessions", SessionsPage),
+    (r"/sessions/revoke", SessionRevokePage),
+    (r"/sessions/logout-all", LogoutAllPage),
+    (r"/account", AccountPage),
+    (r"/admin", AdminPage),
+    (r"/admin/users/([^/]+)", AdminUserPage),
+]

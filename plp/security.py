@@ -1,0 +1,83 @@
+"""Security policy in one place: default headers, allowed origins, client address, safe `next`."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from tornado.httputil import HTTPServerRequest
+
+from .config import Settings
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+DEFAULT_HEADERS: dict[str, str] = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+HSTS = "max-age=31536000; includeSubDomains"
+DEFAULT_NEXT = "/dashboard"
+
+
+def request_scheme(request: HTTPServerRequest, settings: Settings) -> str:
+    """The scheme the client used: the proxy's X-Forwarded-Proto only with trust-proxy."""
+    if settings.trust_proxy:
+        forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        if forwarded in ("http", "https"):
+            return forwarded
+    return "https" if settings.tls else "http"
+
+
+def client_ip(request: HTTPServerRequest, settings: Settings) -> str:
+    """The client address: the peer, or the proxy's X-Forwarded-For/X-Real-IP with trust-proxy.
+
+    Without trust-proxy these headers are ignored, since anyone can send them. With it, the
+    last X-Forwarded-For entry is used: the one our own proxy appended.
+    """
+    peer = request.remote_ip or ""
+    if settings.trust_proxy:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if forwarded:
+            last = forwarded.split(",")[-1].strip()
+            if last:
+                return last[:64]
+        real = request.headers.get("X-Real-IP", "").strip()
+        if real:
+            return real[:64]
+    return peer
+
+
+def own_origin(request: HTTPServerRequest, settings: Settings) -> str:
+    """This server's origin as the client sees it (scheme and Host)."""
+    return f"{request_scheme(request, settings)}://{request.host}".lower()
+
+
+def origin_allowed(origin: str, request: HTTPServerRequest, settings: Settings) -> bool:
+    """Same origin, or exactly one of `cors-origins`."""
+    origin = origin.strip().lower()
+    return origin == own_origin(request, settings) or origin in settings.cors_origins
+
+
+_SCHEME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*:")
+
+
+def safe_next(target: str | None) -> str:
+    """`target` if it is a same-site relative path, else /dashboard (no open redirects)."""
+    if not target or not isinstance(target, str) or len(target) > 2000:
+        return DEFAULT_NEXT
+    if not target.startswith("/") or target.startswith(("//", "/\\")):
+        return DEFAULT_NEXT
+    if any(ch in target for ch in "\\\r\n\t\x00") or _SCHEME_RE.match(target):
+        return DEFAULT_NEXT
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return DEFAULT_NEXT
+    return target

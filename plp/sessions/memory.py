@@ -1,0 +1,211 @@
+"""In-process session store: a dict keyed by token hash plus two expiry queues.
+
+Idle expiry is uniform, so the order of idle deadlines is the order of last activity: an
+OrderedDict moved-to-end on touch keeps it in O(1). Absolute expiry follows creation order:
+a deque. The pruner pops from the front of each while the front has expired, so its cost
+grows with the number of expired sessions and never with the number of live ones.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .base import (
+    END_CAPPED,
+    END_EXPIRED,
+    TOUCH_GRANULARITY,
+    Session,
+    SessionStore,
+    hash_token,
+    new_token,
+)
+
+
+class MemorySessionStore(SessionStore):
+    """`SessionStore` in this process's memory; snapshot/restore carry it across restarts."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._sessions: dict[str, Session] = {}
+        self._idle: OrderedDict[str, None] = OrderedDict()
+        self._created: deque[Session] = deque()
+        self._by_user: dict[int, dict[str, Session]] = {}
+
+    def _add(self, session: Session) -> None:
+        self._sessions[session.key] = session
+        self._idle[session.key] = None
+        self._created.append(session)
+        self._by_user.setdefault(session.user_id, {})[session.handle] = session
+
+    def _remove(self, session: Session, reason: str) -> None:
+        if self._sessions.pop(session.key, None) is None:
+            return
+        self._idle.pop(session.key, None)
+        mine = self._by_user.get(session.user_id)
+        if mine is not None:
+            mine.pop(session.handle, None)
+            if not mine:
+                del self._by_user[session.user_id]
+        # The creation deque is cleaned lazily by the pruner: removing from its middle is O(n).
+        self._notify_end(session.key, session.user_id, reason)
+
+    async def create(self, user_id: int, *, ip: str, user_agent: str) -> tuple[str, Session]:
+        now = self.clock()
+        mine = self._by_user.get(user_id)
+        while mine and len(mine) >= self.per_user:
+            oldest = min(mine.values(), key=lambda s: s.created_at)
+            self._remove(oldest, END_CAPPED)
+            mine = self._by_user.get(user_id)
+        token = new_token()
+        session = Session(
+            key=hash_token(token),
+            handle=new_token()[:22],
+            user_id=user_id,
+            created_at=now,
+            last_seen=now,
+            ip=ip,
+            # Many sessions share a handful of browsers: intern to keep one copy of each.
+            user_agent=sys.intern(user_agent[:512]),
+        )
+        self._add(session)
+        return token, session
+
+    async def get(self, token: str) -> Session | None:
+        return await self.get_by_key(hash_token(token))
+
+    async def get_by_key(self, key: str) -> Session | None:
+        session = self._sessions.get(key)
+        if session is None:
+            return None
+        if self.clock() >= session.deadline(self.idle_timeout, self.max_age):
+            self._remove(session, END_EXPIRED)
+            return None
+        return session
+
+    async def touch(self, session: Session) -> None:
+        now = self.clock()
+        if now - session.last_seen < TOUCH_GRANULARITY:
+            return
+        if self._sessions.get(session.key) is not session:
+            return
+        session.last_seen = now
+        self._idle.move_to_end(session.key)
+
+    async def end(self, key: str, reason: str) -> bool:
+        session = self._sessions.get(key)
+        if session is None:
+            return False
+        self._remove(session, reason)
+        return True
+
+    async def end_by_handle(self, user_id: int, handle: str, reason: str) -> bool:
+        session = self._by_user.get(user_id, {}).get(handle)
+        if session is None:
+            return False
+        self._remove(session, reason)
+        return True
+
+    async def end_all_for_user(
+        self, user_id: int, reason: str, *, except_key: str | None = None
+    ) -> int:
+        ended = [s for s in self._by_user.get(user_id, {}).values() if s.key != except_key]
+        for session in ended:
+            self._remove(session, reason)
+        return len(ended)
+
+    async def list_for_user(self, user_id: int) -> list[Session]:
+        now = self.clock()
+        live = []
+        for session in list(self._by_user.get(user_id, {}).values()):
+            if now >= session.deadline(self.idle_timeout, self.max_age):
+                self._remove(session, END_EXPIRED)
+            else:
+                live.append(session)
+        return sorted(live, key=lambda s: s.created_at)
+
+    async def prune_expired(self) -> int:
+        now = self.clock()
+        idle_cutoff = now - self.idle_timeout
+        age_cutoff = now - self.max_age
+        removed = 0
+        idle, sessions = self._idle, self._sessions
+        while idle:
+            key = next(iter(idle))
+            session = sessions[key]
+            if session.last_seen > idle_cutoff:
+                break
+            self._remove(session, END_EXPIRED)
+            removed += 1
+        created = self._created
+        while created:
+            session = created[0]
+            if sessions.get(session.key) is not session:
+                created.popleft()  # ended earlier; drop the stale queue entry
+                continue
+            if session.created_at > age_cutoff:
+                break
+            created.popleft()
+            self._remove(session, END_EXPIRED)
+            removed += 1
+        return removed
+
+    async def count(self) -> int:
+        return len(self._sessions)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Live sessions as plain records (hashed keys only, never a token)."""
+        return [
+            {
+                "key": s.key,
+                "handle": s.handle,
+                "user_id": s.user_id,
+                "created_at": s.created_at,
+                "last_seen": s.last_seen,
+                "ip": s.ip,
+                "user_agent": s.user_agent,
+            }
+            for s in self._created
+            if self._sessions.get(s.key) is s
+        ]
+
+    def restore(
+        self, records: Iterable[dict[str, Any]], *, valid: Callable[[Session], bool] | None = None
+    ) -> int:
+        """Load snapshot records, skipping malformed and expired ones; return how many loaded."""
+        now = self.clock()
+        loaded = 0
+        rows = []
+        for record in records:
+            try:
+                session = Session(
+                    key=str(record["key"]),
+                    handle=str(record["handle"]),
+                    user_id=int(record["user_id"]),
+                    created_at=float(record["created_at"]),
+                    last_seen=float(record["last_seen"]),
+                    ip=str(record["ip"]),
+                    user_agent=sys.intern(str(record["user_agent"])[:512]),
+                )
+            except (KeyError, TypeError, ValueError):
+                continue
+            if len(session.key) != 64 or session.key in self._sessions:
+                continue
+            if now >= session.deadline(self.idle_timeout, self.max_age):
+                continue
+            if valid is not None and not valid(session):
+                continue
+            rows.append(session)
+        # Restore in creation order so the expiry queues stay sorted.
+        rows.sort(key=lambda s: s.created_at)
+        idle_order = sorted(rows, key=lambda s: s.last_seen)
+        for session in rows:
+            self._sessions[session.key] = session
+            self._created.append(session)
+            self._by_user.setdefault(session.user_id, {})[session.handle] = session
+            loaded += 1
+        for session in idle_order:
+            self._idle[session.key] = None
+        return loaded

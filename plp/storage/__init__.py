@@ -1,0 +1,16 @@
+"""Storage backends behind the `Database` interface; `open_database` picks one by URL."""
+
+from __future__ import annotations
+
+from .base import Database
+
+
+def open_database(url: str) -> Database:
+    """A SQLite database for a file path, PostgreSQL for a postgresql:// URL (not migrated)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresDatabase
+
+        return PostgresDatabase(url)
+    from .sqlite import SQLiteDatabase
+
+    return SQLiteDatabase(url)

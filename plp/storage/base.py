@@ -1,0 +1,237 @@
+"""The storage interface: records, domain errors and the `Database` every backend implements.
+
+Handlers and the chat hub only ever see `Database`; the SQL lives in the backends
+(`sqlite.py`, `postgres.py`). Every method is a coroutine so a network database can be truly
+asynchronous; the SQLite backend answers inline because its indexed queries take
+microseconds (see docs/architecture.md, "Database calls and the event loop").
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as _dt
+from dataclasses import dataclass
+
+ROLES = ("student", "teacher", "admin")
+CHANNEL_KINDS = ("discussion", "announcement")
+SCHEMA_VERSION = 1
+
+
+class StorageError(Exception):
+    """Base class of the domain errors storage raises."""
+
+
+class UsernameTaken(StorageError):
+    """A user with that username (case-insensitively) exists."""
+
+
+class ChannelNameTaken(StorageError):
+    """A channel with that name (case-insensitively) exists."""
+
+
+class NotFound(StorageError):
+    """The record asked for does not exist."""
+
+
+def utcnow() -> _dt.datetime:
+    """Aware UTC now, truncated to milliseconds like every stored timestamp."""
+    now = _dt.datetime.now(_dt.UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def iso(moment: _dt.datetime) -> str:
+    """ISO-8601 UTC with a `Z`, the one timestamp format the API uses."""
+    return moment.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def iso_from_epoch(seconds: float) -> str:
+    """ISO-8601 UTC for a Unix timestamp."""
+    return iso(_dt.datetime.fromtimestamp(seconds, _dt.UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """An account as handlers see it; never carries the password hash."""
+
+    id: int
+    username: str
+    display_name: str
+    role: str
+    created_at: _dt.datetime
+    disabled: bool = False
+
+    def to_json(self, *, admin: bool = False) -> dict:
+        data = {
+            "id": self.id,
+            "username": self.username,
+            "displayName": self.display_name,
+            "role": self.role,
+            "createdAt": iso(self.created_at),
+        }
+        if admin:
+            data["disabled"] = self.disabled
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A chat channel."""
+
+    id: int
+    name: str
+    description: str
+    kind: str
+    created_by: int | None
+    created_at: _dt.datetime
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "kind": self.kind,
+            "createdBy": self.created_by,
+            "createdAt": iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A stored chat message with its author's public fields."""
+
+    id: int
+    channel_id: int
+    author_id: int
+    author_username: str
+    author_display_name: str
+    author_role: str
+    text: str
+    created_at: _dt.datetime
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "channel": self.channel_id,
+            "author": {
+                "id": self.author_id,
+                "username": self.author_username,
+                "displayName": self.author_display_name,
+                "role": self.author_role,
+            },
+            "text": self.text,
+            "createdAt": iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One row of the audit log."""
+
+    at: _dt.datetime
+    event: str
+    user_id: int | None
+    username: str | None
+    ip: str | None
+    detail: dict
+
+    def to_json(self) -> dict:
+        return {
+            "at": iso(self.at),
+            "event": self.event,
+            "userId": self.user_id,
+            "username": self.username,
+            "ip": self.ip,
+            "detail": self.detail,
+        }
+
+
+class Database(abc.ABC):
+    """Persistent records: users, channels, messages and the audit log."""
+
+    @abc.abstractmethod
+    async def migrate(self) -> None:
+        """Create or upgrade the schema to SCHEMA_VERSION and ensure the `general` channel."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections; the object is unusable afterwards."""
+
+    # users
+    @abc.abstractmethod
+    async def create_user(
+        self, username: str, display_name: str, role: str, password_hash: str
+    ) -> User:
+        """Insert a user; raise UsernameTaken if the lower-cased username exists."""
+
+    @abc.abstractmethod
+    async def get_user(self, user_id: int) -> User | None:
+        """The user with that id, or None."""
+
+    @abc.abstractmethod
+    async def get_credentials(self, username: str) -> tuple[User, str] | None:
+        """The user and password hash for a (lower-cased) username, or None."""
+
+    @abc.abstractmethod
+    async def list_users(self) -> list[User]:
+        """Every user, by id."""
+
+    @abc.abstractmethod
+    async def update_user(
+        self, user_id: int, *, role: str | None = None, disabled: bool | None = None
+    ) -> User:
+        """Change role and/or disabled state; raise NotFound if there is no such user."""
+
+    @abc.abstractmethod
+    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        """Replace a user's password hash; raise NotFound if there is no such user."""
+
+    @abc.abstractmethod
+    async def count_users(self) -> int:
+        """How many users exist."""
+
+    # channels
+    @abc.abstractmethod
+    async def create_channel(
+        self, name: str, description: str, kind: str, created_by: int | None
+    ) -> Channel:
+        """Insert a channel; raise ChannelNameTaken if the name (case-insensitively) exists."""
+
+    @abc.abstractmethod
+    async def get_channel(self, channel_id: int) -> Channel | None:
+        """The channel with that id, or None."""
+
+    @abc.abstractmethod
+    async def list_channels(self) -> list[Channel]:
+        """Every channel, by id."""
+
+    @abc.abstractmethod
+    async def delete_channel(self, channel_id: int) -> bool:
+        """Delete a channel and its messages; False if it did not exist."""
+
+    # messages
+    @abc.abstractmethod
+    async def add_message(self, channel_id: int, author: User, text: str) -> Message:
+        """Store a message and commit; it is durable when this returns. NotFound: no channel."""
+
+    @abc.abstractmethod
+    async def list_messages(
+        self, channel_id: int, *, before: int | None = None, limit: int = 50
+    ) -> list[Message]:
+        """The newest `limit` messages with id < before (no bound if None), oldest first."""
+
+    # audit
+    @abc.abstractmethod
+    async def add_audit(
+        self,
+        event: str,
+        *,
+        user_id: int | None,
+        username: str | None,
+        ip: str | None,
+        detail: dict,
+    ) -> None:
+        """Append an audit row."""
+
+    @abc.abstractmethod
+    async def list_audit(self, limit: int = 100) -> list[AuditEvent]:
+        """The newest `limit` audit rows, newest first."""

@@ -1,0 +1,34 @@
+"""Packaging for plp, the PersonalLearningPro server core."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="plp",
+    version="0.1.0",
+    description="PersonalLearningPro server core: accounts, sessions and realtime class chat",
+    python_requires=">=3.11",
+    packages=find_packages(include=["plp", "plp.*"]),
+    package_data={"plp": ["data/*"]},
+    include_package_data=True,
+    install_requires=[
+        "tornado>=6.4,<7",
+        "bcrypt>=4.1",
+    ],
+    extras_require={
+        "redis": ["redis>=5"],
+        "postgres": ["psycopg[binary]>=3.1", "psycopg-pool>=3.2"],
+        "metrics": ["prometheus-client>=0.20"],
+        "test": [
+            "pytest>=8,<10",
+            "pytest-tornado==0.8.1",
+            "setuptools<82",
+            "playwright>=1.45",
+            "ruff>=0.5",
+            "redis>=5",
+            "psycopg[binary]>=3.1",
+            "psycopg-pool>=3.2",
+            "prometheus-client>=0.20",
+        ],
+    },
+    entry_points={"console_scripts": ["plp = plp.cli:main"]},
+)
