@@ -27,6 +27,8 @@ from .base import (
 )
 
 BUSY_TIMEOUT_MS = 2000
+# Users kept between requests (see SQLiteDatabase.get_user); cleared whole when full.
+USER_CACHE_MAX = 10_000
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -137,6 +139,8 @@ class SQLiteDatabase(Database):
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        self._users: dict[int, User] = {}
+        self._users_stamp: tuple[int, int] = (-1, -1)
 
     async def migrate(self) -> None:
         conn = self._conn
@@ -184,10 +188,30 @@ class SQLiteDatabase(Database):
         return User(cur.lastrowid, username, display_name, role, created, False)
 
     async def get_user(self, user_id: int) -> User | None:
-        row = self._conn.execute(
-            f"SELECT {_USER_COLS} FROM users WHERE id = ?", (user_id,)
-        ).fetchone()
-        return _user(row) if row else None
+        """The user record, read on every signed-in request.
+
+        Records (immutable `User`s) are kept while the database is unchanged, so a busy
+        user costs no row read per request. "Unchanged" is checked on every call and is
+        strict: `total_changes` moves with any write on this connection and
+        `PRAGMA data_version` with any commit by another connection or process (the CLI,
+        another plp), so a role change or a disabling is seen by the very next request.
+        """
+        conn = self._conn
+        stamp = (conn.total_changes, conn.execute("PRAGMA data_version").fetchone()[0])
+        users = self._users
+        if stamp != self._users_stamp:
+            users.clear()
+            self._users_stamp = stamp
+        user = users.get(user_id)
+        if user is not None:
+            return user
+        row = conn.execute(f"SELECT {_USER_COLS} FROM users WHERE id = ?", (user_id,)).fetchone()
+        if row is None:
+            return None
+        if len(users) >= USER_CACHE_MAX:
+            users.clear()
+        user = users[user_id] = _user(row)
+        return user
 
     async def get_credentials(self, username: str) -> tuple[User, str] | None:
         row = self._conn.execute(

@@ -1,0 +1,567 @@
+"""The plp benchmark: `python bench/run.py [--quick]` (issue 5).
+
+Starts plp in production mode (all security on) pinned to core 0, drives it from load
+processes pinned to core 1, measures the same-run baselines (a bare Tornado JSON handler and
+a naive Tornado broadcast server), and prints one `name value unit` line per figure followed
+by a Markdown table. Every load is bounded in count and time; the full run takes a few
+minutes, `--quick` well under one. Only 127.0.0.1 is ever contacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+
+PASSWORD = "bench-password-not-common-1"
+SECRET = "bench-session-secret-" + "k" * 40
+SERVER_CORE = 0
+LOAD_CORE = 1
+BCRYPT_ROUNDS = 10
+LOGIN_USERS = 20
+# Abuse limits raised for the benchmark (SPEC §9 settings); printed with the results.
+RAISED_LIMITS = {
+    "sockets-per-user": "100000",
+    "sockets-per-address": "100000",
+    "chat-rate": "1000000/1",
+    "sessions-per-user": "1000",
+}
+
+
+@dataclass
+class Config:
+    """How long and how hard each phase runs."""
+
+    quick: bool
+    http_seconds: int = 8
+    http_runs: int = 3
+    http_connections: int = 32
+    p99_seconds: int = 10
+    p99_runs: int = 3
+    fanout_subscribers: int = 200
+    fanout_messages: int = 500
+    fanout_runs: int = 3
+    paced_rate: int = 4000
+    paced_seconds: float = 8.0
+    idle_sockets: tuple[int, ...] = (2000, 10000)
+    channel_sizes: tuple[int, ...] = (50, 200, 1000)
+    store_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+
+    def __post_init__(self) -> None:
+        if self.quick:
+            self.http_seconds = 3
+            self.http_runs = 1
+            self.p99_seconds = 4
+            self.p99_runs = 1
+            self.fanout_messages = 150
+            self.fanout_runs = 1
+            self.paced_seconds = 3.0
+            self.idle_sockets = (2000,)
+            self.channel_sizes = (50, 200)
+            self.store_sizes = (10_000, 100_000)
+
+
+@dataclass
+class Results:
+    """Figures as they are measured: printed at once and kept for the table."""
+
+    values: dict[str, tuple[float, str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, name: str, value: float, unit: str) -> None:
+        self.values[name] = (value, unit)
+        shown = f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+        print(f"{name} {shown} {unit}", flush=True)
+
+    def get(self, name: str) -> float | None:
+        item = self.values.get(name)
+        return item[0] if item else None
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def pinned(core: int) -> list[str]:
+    """The taskset prefix that pins a command to one core, where taskset exists."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) > core:
+        return ["taskset", "-c", str(core)]
+    return []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process, KiB."""
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), seconds."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    # Fields 14 and 15 of stat (utime, stime) are at 11 and 12 after the comm field.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Server:
+    """A server process pinned to the server core, stopped by SIGTERM."""
+
+    def __init__(self, name: str, argv: list[str], port: int, env: dict[str, str], log: Path):
+        self.name = name
+        self.port = port
+        self.log_path = log
+        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            pinned(SERVER_CORE) + argv,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=str(ROOT),
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_ready(self, path: str = "/healthz", timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: see {self.log_path}")
+            try:
+                status, _, _ = request(self.port, "GET", path)
+                if status < 500:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not start within {timeout} s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def request(
+    port: int, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, list[str]], bytes]:
+    """One HTTP request to 127.0.0.1; (status, headers as lists, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        payload = json.dumps(body) if body is not None else None
+        all_headers = {"X-Forwarded-Proto": "https", **(headers or {})}
+        if payload is not None:
+            all_headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=payload, headers=all_headers)
+        response = conn.getresponse()
+        data = response.read()
+        got: dict[str, list[str]] = {}
+        for name, value in response.getheaders():
+            got.setdefault(name.lower(), []).append(value)
+        return response.status, got, data
+    finally:
+        conn.close()
+
+
+def cookie_value(headers: dict[str, list[str]], name: str) -> str:
+    for line in headers.get("set-cookie", []):
+        key, _, rest = line.partition("=")
+        if key.strip() == name:
+            return rest.split(";", 1)[0]
+    raise RuntimeError(f"no {name} cookie in response")
+
+
+def xsrf_token(port: int) -> str:
+    status, headers, _ = request(port, "GET", "/api/auth/csrf")
+    if status != 200:
+        raise RuntimeError(f"/api/auth/csrf answered {status}")
+    return cookie_value(headers, "_xsrf")
+
+
+def login(port: int, username: str, xsrf: str) -> str:
+    """Sign in through the API; the `Cookie` header value that carries the new session."""
+    status, headers, data = request(
+        port,
+        "POST",
+        "/api/auth/login",
+        {"username": username, "password": PASSWORD},
+        {"Cookie": f"_xsrf={xsrf}", "X-XSRFToken": xsrf, "X-Forwarded-For": "127.0.0.4"},
+    )
+    if status != 200:
+        raise RuntimeError(f"login {username} answered {status}: {data[:200]!r}")
+    name = "__Host-plp_session"
+    return f"{name}={cookie_value(headers, name)}"
+
+
+# ----------------------------------------------------------------------------- wrk
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    bad: int
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        raise ValueError(text)
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def start_wrk(
+    port: int, path: str, script: str, seconds: int, connections: int, env: dict[str, str]
+) -> subprocess.Popen:
+    argv = pinned(LOAD_CORE) + [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "30s",
+        "--latency",
+        "-s",
+        str(BENCH / script),
+        f"http://127.0.0.1:{port}{path}",
+    ]
+    return subprocess.Popen(
+        argv,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish_wrk(proc: subprocess.Popen) -> WrkResult:
+    out, _ = proc.communicate(timeout=120)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    if not (rps and total and p50 and p99):
+        raise RuntimeError("could not read wrk output:\n" + out)
+    result = WrkResult(
+        float(rps.group(1)),
+        _ms(p50.group(1)),
+        _ms(p99.group(1)),
+        int(total.group(1)),
+        int(bad.group(1)) if bad else 0,
+    )
+    if errors:
+        print(f"# wrk socket errors: {errors.group(1)}", flush=True)
+    return result
+
+
+def wrk(port: int, path: str, script: str, seconds: int, connections: int, env: dict) -> WrkResult:
+    return finish_wrk(start_wrk(port, path, script, seconds, connections, env))
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def prepare_database(data_dir: Path, extra_users: int) -> None:
+    """Users straight in the SQLite file (one bcrypt hash shared), before plp starts."""
+    from plp.auth.passwords import hash_password
+    from plp.storage.sqlite import SQLiteDatabase
+
+    async def fill() -> None:
+        db = SQLiteDatabase(str(data_dir / "plp.sqlite3"))
+        await db.migrate()
+        hashed = hash_password(PASSWORD, BCRYPT_ROUNDS)
+        await db.create_user("bench", "Bench", "student", hashed)
+        for i in range(LOGIN_USERS):
+            await db.create_user(f"login{i}", f"Login {i}", "student", hashed)
+        for i in range(extra_users):
+            await db.create_user(f"sock{i}", f"Socket {i}", "student", hashed)
+        await db.close()
+
+    asyncio.run(fill())
+
+
+def start_plp(data_dir: Path, logs: Path, extra: list[str] | None = None) -> Server:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PLP_ENV": "production",
+        "SESSION_SECRET": SECRET,
+        "PYTHONUNBUFFERED": "1",
+        **({"PYTHONASYNCIODEBUG": "1"} if os.environ.get("BENCH_ASYNCIO_DEBUG") else {}),
+    }
+    argv = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--trust-proxy",
+        "--bcrypt-rounds",
+        str(BCRYPT_ROUNDS),
+    ]
+    for name, value in RAISED_LIMITS.items():
+        argv += [f"--{name}", value]
+    server = Server("plp", argv + (extra or []), port, env, logs / "plp.log")
+    server.wait_ready()
+    return server
+
+
+def start_script(name: str, logs: Path) -> Server:
+    port = free_port()
+    argv = [sys.executable, str(BENCH / f"{name}.py"), str(port)]
+    server = Server(name, argv, port, {**os.environ}, logs / f"{name}.log")
+    server.wait_ready("/healthz" if name == "baseline_json" else "/")
+    return server
+
+
+# ----------------------------------------------------------------------------- phases
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def phase_http(cfg: Config, res: Results, plp: Server, base: Server, cookie: str) -> None:
+    """GET /api/users/me req/s: plp and the bare handler, alternated, medians of runs."""
+    plp_rps: list[float] = []
+    base_rps: list[float] = []
+    env = {"BENCH_COOKIE": cookie}
+    # Warm both (imports, caches, JIT-free but allocator-warm).
+    wrk(plp.port, "/api/users/me", "me.lua", 1, cfg.http_connections, env)
+    wrk(base.port, "/api/users/me", "me.lua", 1, cfg.http_connections, env)
+    for _ in range(cfg.http_runs):
+        got = wrk(plp.port, "/api/users/me", "me.lua", cfg.http_seconds, cfg.http_connections, env)
+        if got.bad:
+            raise RuntimeError(f"plp answered {got.bad} non-2xx responses to /api/users/me")
+        plp_rps.append(got.rps)
+        got = wrk(base.port, "/api/users/me", "me.lua", cfg.http_seconds, cfg.http_connections, env)
+        base_rps.append(got.rps)
+    res.add("me_rps", median(plp_rps), "req/s")
+    res.add("baseline_json_rps", median(base_rps), "req/s")
+    res.add("me_rps_ratio", median(plp_rps) / median(base_rps), "x")
+
+
+def phase_login_p99(cfg: Config, res: Results, plp: Server, cookie: str) -> None:
+    """p99 of /api/users/me while 20 clients log in non-stop, and the login throughput."""
+    xsrf = xsrf_token(plp.port)
+    login_env = {
+        "BENCH_XSRF": xsrf,
+        "BENCH_PASSWORD": PASSWORD,
+        "BENCH_LOGIN_USERS": str(LOGIN_USERS),
+    }
+    p99s: list[float] = []
+    p50s: list[float] = []
+    logins: list[float] = []
+    for _ in range(cfg.p99_runs):
+        login_proc = start_wrk(
+            plp.port, "/api/auth/login", "login.lua", cfg.p99_seconds + 2, LOGIN_USERS, login_env
+        )
+        time.sleep(1.0)  # the login load is running before latency is measured
+        got = wrk(
+            plp.port, "/api/users/me", "me.lua", cfg.p99_seconds, 10, {"BENCH_COOKIE": cookie}
+        )
+        logged = finish_wrk(login_proc)
+        if got.bad or logged.bad:
+            raise RuntimeError(f"non-2xx under login load: me {got.bad}, login {logged.bad}")
+        p99s.append(got.p99_ms)
+        p50s.append(got.p50_ms)
+        logins.append(logged.rps)
+    res.add("me_p50_under_login_ms", median(p50s), "ms")
+    res.add("me_p99_under_login_ms", median(p99s), "ms")
+    res.add("login_rps", median(logins), "logins/s")
+
+
+def phase_store(cfg: Config, res: Results) -> list[dict[str, float]]:
+    """The session store in-process, at several sizes, 1% of them expired."""
+    rows = []
+    for size in cfg.store_sizes:
+        out = subprocess.run(
+            pinned(SERVER_CORE)
+            + [sys.executable, str(BENCH / "store_bench.py"), str(size), str(size // 100)],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=str(ROOT),
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        row = json.loads(out.stdout)
+        rows.append(row)
+        res.add(f"store_{size}_bytes_per_session", row["bytes_per_session"], "B")
+        res.add(f"store_{size}_prune_{size // 100}_ms", row["prune_ms"], "ms")
+        res.add(f"store_{size}_get_us", row["get_us"], "us")
+    return rows
+
+
+# ----------------------------------------------------------------------------- report
+
+TARGETS: list[tuple[str, str, str, Callable[[Results], bool | None]]] = []
+
+
+def table(res: Results) -> str:
+    def fmt(name: str, digits: int = 0) -> str:
+        value = res.get(name)
+        if value is None:
+            return "n/a"
+        return f"{value:,.{digits}f}"
+
+    def ok(flag: bool | None) -> str:
+        return "n/a" if flag is None else ("met" if flag else "**not met**")
+
+    def ratio_ok(name: str, target: float, higher: bool = True) -> bool | None:
+        value = res.get(name)
+        if value is None:
+            return None
+        return value >= target if higher else value <= target
+
+    rows = [
+        "| figure | plp | same-run baseline | ratio | target | status |",
+        "|---|---|---|---|---|---|",
+        f"| `GET /api/users/me` with a session, req/s | {fmt('me_rps')} "
+        f"| {fmt('baseline_json_rps')} (bare Tornado) | {fmt('me_rps_ratio', 2)} "
+        f"| ≥ 0.94 × bare | {ok(ratio_ok('me_rps_ratio', 0.94))} |",
+        f"| its p99 while 20 clients log in non-stop (bcrypt 10), ms "
+        f"| {fmt('me_p99_under_login_ms', 1)} | | | ≤ 15 ms "
+        f"| {ok(ratio_ok('me_p99_under_login_ms', 15, higher=False))} |",
+        f"| its p50 under the same login load, ms | {fmt('me_p50_under_login_ms', 1)} | | | | |",
+        f"| login throughput (bcrypt 10), logins/s | {fmt('login_rps', 1)} | | | | |",
+        f"| chat fan-out, 1 channel × 200 sockets, deliveries/s (burst) "
+        f"| {fmt('fanout_dps')} | {fmt('baseline_fanout_dps')} (naive broadcast) "
+        f"| {fmt('fanout_ratio', 2)} | ≥ 3.1 × naive "
+        f"| {ok(ratio_ok('fanout_ratio', 3.1))} |",
+        f"| server CPU per delivery, µs | {fmt('fanout_cpu_us', 1)} "
+        f"| {fmt('baseline_fanout_cpu_us', 1)} | | ≤ 13 µs "
+        f"| {ok(ratio_ok('fanout_cpu_us', 13, higher=False))} |",
+        f"| chat latency send→delivery at 4,000 deliveries/s, p50 / p99 ms "
+        f"| {fmt('paced_p50_ms', 1)} / {fmt('paced_p99_ms', 1)} | | | | |",
+        f"| memory per idle authenticated socket (2,000 sockets), KiB "
+        f"| {fmt('idle_2000_kib_per_socket', 1)} | | | ≤ 11 KiB "
+        f"| {ok(ratio_ok('idle_2000_kib_per_socket', 11, higher=False))} |",
+        f"| 10,000 idle sockets held: RSS per socket, KiB "
+        f"| {fmt('idle_10000_kib_per_socket', 1)} | | | | |",
+        f"| RSS at start, MiB | {fmt('rss_start_mib', 1)} | | | ≤ 40 MiB "
+        f"| {ok(ratio_ok('rss_start_mib', 40, higher=False))} |",
+        f"| session store: memory per session at 1,000,000, bytes "
+        f"| {fmt('store_1000000_bytes_per_session')} | | | | |",
+        f"| session store: one prune removing 10,000 expired of 1,000,000, ms "
+        f"| {fmt('store_1000000_prune_10000_ms', 1)} | | | | |",
+    ]
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs for development")
+    parser.add_argument("--only", default="", help="comma-separated phases (http,p99,store,...)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir with server logs")
+    args = parser.parse_args(argv)
+    cfg = Config(quick=args.quick)
+    phases = set(filter(None, args.only.split(","))) or {
+        "rss",
+        "http",
+        "p99",
+        "chat",
+        "idle",
+        "store",
+    }
+    if not shutil.which("wrk") and phases & {"http", "p99"}:
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 1
+    res = Results()
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="plp-bench-"))
+    data_dir = tmp / "data"
+    data_dir.mkdir(mode=0o700)
+    servers: list[Server] = []
+    print(
+        f"# plp benchmark{' (quick)' if cfg.quick else ''}: server on core {SERVER_CORE}, "
+        f"load on core {LOAD_CORE}; raised limits: "
+        + ", ".join(f"--{k} {v}" for k, v in RAISED_LIMITS.items()),
+        flush=True,
+    )
+    try:
+        socket_users = max(cfg.idle_sockets) // 100 + 1
+        prepare_database(data_dir, socket_users)
+        plp = start_plp(data_dir, tmp)
+        servers.append(plp)
+        time.sleep(0.5)
+        res.add("rss_start_mib", rss_kib(plp.pid) / 1024, "MiB")
+        xsrf = xsrf_token(plp.port)
+        cookie = login(plp.port, "bench", xsrf)
+        if "http" in phases:
+            base = start_script("baseline_json", tmp)
+            servers.append(base)
+            phase_http(cfg, res, plp, base, cookie)
+            base.stop()
+        if "p99" in phases:
+            phase_login_p99(cfg, res, plp, cookie)
+        if "chat" in phases or "idle" in phases:
+            try:
+                from bench import chat_phases
+            except ImportError:
+                chat_phases = None  # type: ignore[assignment]
+            if chat_phases is None:
+                res.notes.append("chat figures skipped: bench/chat_phases.py not present")
+            else:
+                chat_phases.run(cfg, res, plp, tmp, phases, socket_users, login, xsrf)
+        if "store" in phases:
+            phase_store(cfg, res)
+    finally:
+        for server in servers:
+            server.stop()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"# logs kept in {tmp}")
+    elapsed = time.monotonic() - started
+    print(f"# finished in {elapsed:.0f} s")
+    for note in res.notes:
+        print(f"# {note}")
+    print()
+    print(table(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
