@@ -630,3 +630,218 @@ async def test_channel_deletion_reaches_subscribers(peer, ctx, make_client, make
     # the other channel is untouched
     await kid.send({"type": "send", "channel": 1, "text": "fine"})
     await kid.expect("message", channel=1)
+
+
+# ------------------------------------------------------- heartbeat, slow peers, shutdown
+
+
+class RawClient:
+    """A hand-rolled WebSocket client over a plain socket: it answers nothing by itself."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, base_url: str, cookie: str) -> RawClient:
+        host, port = base_url.split("://", 1)[1].split(":")
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(port))
+        writer.write(
+            (
+                "GET /ws/chat HTTP/1.1\r\n"
+                f"Host: {host}:{port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n"
+                f"Cookie: {cookie}\r\n\r\n"
+            ).encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        return cls(reader, writer)
+
+    async def frame(self) -> tuple[int, bytes]:
+        """The next (opcode, payload) from the server."""
+        first, second = await asyncio.wait_for(self.reader.readexactly(2), WAIT)
+        size = second & 0x7F
+        if size == 126:
+            size = int.from_bytes(await self.reader.readexactly(2), "big")
+        elif size == 127:
+            size = int.from_bytes(await self.reader.readexactly(8), "big")
+        return first & 0x0F, await asyncio.wait_for(self.reader.readexactly(size), WAIT)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_heartbeat_settings(app):
+    # The contract's numbers; the silence limit is enforced by plp's own watchdog.
+    assert app.settings["websocket_ping_interval"] == 25
+    assert app.settings["websocket_ping_timeout"] == 60
+    assert app.settings["websocket_max_message_size"] == 16 * 1024
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_server_pings_and_drops_a_silent_peer(app, http_server, base_url, make_user, ctx):
+    app.settings.update(websocket_ping_interval=0.1, websocket_ping_timeout=0.5)
+    user = await make_user("quiet")
+    raw = await RawClient.open(base_url, await _cookie(ctx, user.id))
+    opcodes = []
+    while True:
+        opcode, payload = await raw.frame()
+        opcodes.append(opcode)
+        if opcode == 0x8:
+            break
+    raw.close()
+    assert opcodes[0] == 0x1  # hello
+    assert 0x9 in opcodes  # pings, never answered
+    assert int.from_bytes(payload[:2], "big") == 1000
+    assert ctx.hub.count() == 0
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_slow_reader_is_dropped_without_holding_up_others(
+    http_server, base_url, ctx, peer, make_user
+):
+    fast = await peer("fast")
+    await fast.join()
+    user = await make_user("slow")
+    raw = await RawClient.open(base_url, await _cookie(ctx, user.id))
+    await raw.frame()  # hello
+    sub = next(s for s in ctx.hub._all if s.user_id == user.id)
+    ctx.hub.join(sub, 1)  # subscribed; this client will never read again
+    await fast.expect("presence", status="online")
+    big = "x" * 60_000
+    sent = 0
+    while ctx.hub.connected(sub) and sent < 2000:
+        ctx.hub.publish(1, {"type": "bulk", "n": sent, "pad": big})
+        # The fast reader gets each frame, in order, while the slow one's backlog grows.
+        frame = await fast.recv()
+        assert frame is not None and frame["type"] == "bulk" and frame["n"] == sent
+        sent += 1
+    assert not ctx.hub.connected(sub), "a reader that never reads was not dropped"
+    assert fast.conn.protocol is not None and ctx.hub.members(1) == 1
+    raw.close()
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_shutdown_closes_1001_after_in_flight_sends(ctx, peer):
+    alice = await peer("alice")
+    bob = await peer("bob")
+    await alice.join()
+    ctx.hub.begin()  # a send still being committed
+    shutdown = asyncio.ensure_future(ctx.extras["on_shutdown"]())
+    await asyncio.sleep(0.05)
+    assert not shutdown.done(), shutdown  # waits for the in-flight send
+    assert ctx.hub.count() == 2  # sockets still open meanwhile
+    ctx.hub.end()
+    await asyncio.wait_for(shutdown, WAIT)
+    assert await alice.closed() == 1001
+    assert await bob.closed() == 1001
+
+
+# ----------------------------------------------------------------- the hub itself
+
+
+def _sub(hub, user_id: int, send, closed: list, key: str = "k") -> Any:
+    from plp.chat.hub import Subscriber
+
+    return Subscriber(
+        conn_id=hub.new_conn_id(),
+        session_key=f"{key}{user_id}",
+        user_id=user_id,
+        user={"id": user_id, "username": f"u{user_id}", "displayName": "U", "role": "student"},
+        address="10.0.0.1",
+        send=send,
+        close=lambda code, reason: closed.append((user_id, code)),
+    )
+
+
+def test_hub_serializes_once_and_drops_failing_subscribers():
+    from plp.chat.hub import ChatHub
+
+    encoded: list[str] = []
+    hub = ChatHub(wire=lambda frame: encoded.append(frame) or frame.encode())
+    received: dict[int, list] = {1: [], 2: [], 3: [], 4: []}
+    closed: list = []
+
+    def boom(payload):
+        raise OSError("gone")
+
+    subs = [
+        _sub(hub, 1, received[1].append, closed),
+        _sub(hub, 2, received[2].append, closed),
+        _sub(hub, 3, lambda p: False, closed),  # over its pending bound
+        _sub(hub, 4, boom, closed),
+    ]
+    for sub in subs:
+        hub.add(sub)
+        hub.join(sub, 7)
+    encoded.clear()
+    received[1].clear()
+    received[2].clear()
+    sent = hub.deliver(7, '{"type":"x"}')
+    assert sent == 2
+    assert encoded == ['{"type":"x"}']  # encoded once for everyone
+    assert received[1][0] is received[2][0]  # the very same object to each subscriber
+    assert sorted(closed) == [(3, 1008), (4, 1008)]
+    assert hub.members(7) == 2 and hub.count() == 2
+    # The sender can be skipped.
+    received[1].clear()
+    received[2].clear()
+    hub.publish(7, {"type": "y"}, exclude=subs[0].conn_id)
+    assert received[1] == [] and len(received[2]) == 1
+
+
+def test_hub_goes_through_its_broker():
+    from plp.chat.hub import Broker, ChatHub
+
+    class Recording(Broker):
+        def __init__(self) -> None:
+            self.calls: list = []
+
+        def publish(self, channel_id, frame, exclude):
+            self.calls.append(("publish", channel_id, json.loads(frame)["type"]))
+            self.hub.deliver(channel_id, frame, exclude)
+
+        def channel_deleted(self, channel_id, frame):
+            self.calls.append(("deleted", channel_id))
+            self.hub.drop_channel(channel_id, frame)
+
+        def end_session(self, key):
+            self.calls.append(("end", key))
+            self.hub.close_session(key)
+
+    broker = Recording()
+    hub = ChatHub(broker)
+    closed: list = []
+    got: list = []
+    one = _sub(hub, 1, got.append, closed)
+    hub.add(one)
+    hub.join(one, 3)
+    hub.channel_deleted(3)
+    hub.session_ended(one.session_key, 1, "logout")
+    assert broker.calls == [
+        ("publish", 3, "presence"),
+        ("deleted", 3),
+        ("end", one.session_key),
+    ]
+    assert json.loads(got[-1]) == {"type": "channel_deleted", "channel": 3}
+    assert closed == [(1, 4001)]
+    assert hub.count() == 0 and hub.sockets_of_user(1) == 0
+
+
+def test_token_bucket_and_refusal_window():
+    from plp.chat.limits import RefusalWindow, TokenBucket
+
+    bucket = TokenBucket(5, 5.0, now=100.0)
+    assert [bucket.take(100.0) for _ in range(6)] == [True] * 5 + [False]
+    assert bucket.take(100.5) is False
+    assert bucket.take(101.0) is True
+    assert bucket.take(50.0) is False  # a clock stepping back gives nothing
+    window = RefusalWindow(20, 10.0)
+    assert not any(window.add(0.0) for _ in range(20))
+    assert window.add(9.9) is True
+    spread = RefusalWindow(20, 10.0)
+    assert not any(spread.add(float(t)) for t in range(100))
