@@ -320,7 +320,10 @@ def prepare_database(data_dir: Path, extra_users: int) -> None:
     asyncio.run(fill())
 
 
-def start_plp(data_dir: Path, logs: Path, extra: list[str] | None = None) -> Server:
+def start_plp(
+    data_dir: Path, logs: Path, extra: list[str] | None = None, launcher: str = ""
+) -> Server:
+    """plp in production mode; `launcher` names a bench/ script to run it through instead."""
     port = free_port()
     env = {
         **os.environ,
@@ -331,7 +334,7 @@ def start_plp(data_dir: Path, logs: Path, extra: list[str] | None = None) -> Ser
     }
     argv = [
         sys.executable,
-        str(ROOT / "run.py"),
+        str(BENCH / launcher) if launcher else str(ROOT / "run.py"),
         "serve",
         "--port",
         str(port),
@@ -343,7 +346,8 @@ def start_plp(data_dir: Path, logs: Path, extra: list[str] | None = None) -> Ser
     ]
     for name, value in RAISED_LIMITS.items():
         argv += [f"--{name}", value]
-    server = Server("plp", argv + (extra or []), port, env, logs / "plp.log")
+    name = f"plp{'-' + launcher.split('.')[0] if launcher else ''}"
+    server = Server(name, argv + (extra or []), port, env, logs / f"{name}-{port}.log")
     server.wait_ready()
     return server
 
@@ -352,7 +356,7 @@ def start_script(name: str, logs: Path) -> Server:
     port = free_port()
     argv = [sys.executable, str(BENCH / f"{name}.py"), str(port)]
     server = Server(name, argv, port, {**os.environ}, logs / f"{name}.log")
-    server.wait_ready("/healthz" if name == "baseline_json" else "/")
+    server.wait_ready("/healthz")
     return server
 
 
@@ -363,24 +367,31 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def phase_http(cfg: Config, res: Results, plp: Server, base: Server, cookie: str) -> None:
-    """GET /api/users/me req/s: plp and the bare handler, alternated, medians of runs."""
-    plp_rps: list[float] = []
-    base_rps: list[float] = []
-    env = {"BENCH_COOKIE": cookie}
-    # Warm both (imports, caches, JIT-free but allocator-warm).
-    wrk(plp.port, "/api/users/me", "me.lua", 1, cfg.http_connections, env)
-    wrk(base.port, "/api/users/me", "me.lua", 1, cfg.http_connections, env)
+def phase_http(
+    cfg: Config, res: Results, plp: Server, base: Server, plain: Server, cookies: dict[int, str]
+) -> None:
+    """GET /api/users/me req/s and server CPU per request: plp, the bare handler, and plp
+    on asyncio's own loop, alternated; medians of the runs."""
+    runs: dict[str, list[tuple[float, float]]] = {"plp": [], "base": [], "plain": []}
+    servers = {"plp": plp, "base": base, "plain": plain}
+    for server in servers.values():  # warm-up
+        env = {"BENCH_COOKIE": cookies.get(server.port, "")}
+        wrk(server.port, "/api/users/me", "me.lua", 1, cfg.http_connections, env)
     for _ in range(cfg.http_runs):
-        got = wrk(plp.port, "/api/users/me", "me.lua", cfg.http_seconds, cfg.http_connections, env)
-        if got.bad:
-            raise RuntimeError(f"plp answered {got.bad} non-2xx responses to /api/users/me")
-        plp_rps.append(got.rps)
-        got = wrk(base.port, "/api/users/me", "me.lua", cfg.http_seconds, cfg.http_connections, env)
-        base_rps.append(got.rps)
-    res.add("me_rps", median(plp_rps), "req/s")
-    res.add("baseline_json_rps", median(base_rps), "req/s")
-    res.add("me_rps_ratio", median(plp_rps) / median(base_rps), "x")
+        for name, server in servers.items():
+            env = {"BENCH_COOKIE": cookies.get(server.port, "")}
+            cpu = cpu_seconds(server.pid)
+            got = wrk(
+                server.port, "/api/users/me", "me.lua", cfg.http_seconds, cfg.http_connections, env
+            )
+            cpu = cpu_seconds(server.pid) - cpu
+            if got.bad:
+                raise RuntimeError(f"{name} answered {got.bad} non-2xx to /api/users/me")
+            runs[name].append((got.rps, cpu / got.requests * 1e6))
+    for name, label in (("plp", "me"), ("base", "baseline_json"), ("plain", "me_asyncio")):
+        res.add(f"{label}_rps", median([r[0] for r in runs[name]]), "req/s")
+        res.add(f"{label}_cpu_us", median([r[1] for r in runs[name]]), "us/req")
+    res.add("me_rps_ratio", res.values["me_rps"][0] / res.values["baseline_json_rps"][0], "x")
 
 
 def phase_login_p99(cfg: Config, res: Results, plp: Server, cookie: str) -> None:
@@ -521,8 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     try:
-        socket_users = max(cfg.idle_sockets) // 100 + 1
-        prepare_database(data_dir, socket_users)
+        prepare_database(data_dir, 20)
         plp = start_plp(data_dir, tmp)
         servers.append(plp)
         time.sleep(0.5)
@@ -531,20 +541,21 @@ def main(argv: list[str] | None = None) -> int:
         cookie = login(plp.port, "bench", xsrf)
         if "http" in phases:
             base = start_script("baseline_json", tmp)
-            servers.append(base)
-            phase_http(cfg, res, plp, base, cookie)
+            plain = start_plp(data_dir, tmp, launcher="serve_asyncio.py")
+            servers += [base, plain]
+            cookies = {
+                plp.port: cookie,
+                plain.port: login(plain.port, "bench", xsrf_token(plain.port)),
+            }
+            phase_http(cfg, res, plp, base, plain, cookies)
             base.stop()
+            plain.stop()
         if "p99" in phases:
             phase_login_p99(cfg, res, plp, cookie)
         if "chat" in phases or "idle" in phases:
-            try:
-                from bench import chat_phases
-            except ImportError:
-                chat_phases = None  # type: ignore[assignment]
-            if chat_phases is None:
-                res.notes.append("chat figures skipped: bench/chat_phases.py not present")
-            else:
-                chat_phases.run(cfg, res, plp, tmp, phases, socket_users, login, xsrf)
+            from bench import chat_phases
+
+            chat_phases.run(cfg, res, data_dir, tmp, phases)
         if "store" in phases:
             phase_store(cfg, res)
     finally:
