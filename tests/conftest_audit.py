@@ -5,7 +5,8 @@ that builds the app context, an autouse fixture wraps (calls through, changes no
 password hasher and the cookie signer to note each password, session token, token hash and
 cookie value the test used, and at teardown adds the bcrypt hashes and audit rows of that
 test's database. `test_session_log_hygiene` (in tests/test_secrets.py) is moved to the end of
-the run and asserts that no noted secret appears in any record or audit row.
+the in-process tests (it runs an attack scenario of its own first) and asserts that no noted
+secret appears in any record or audit row.
 
 Browser tests are moved after every other test: the session-scoped Playwright (sync API) keeps
 its event loop running in the main thread, and pytest-tornado cannot run its own loop after.
@@ -89,9 +90,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list):
     def order(item: pytest.Item) -> int:
-        if item.name == HYGIENE_TEST:
-            return 2
         if item.get_closest_marker("browser") is not None:
+            return 2
+        if item.name == HYGIENE_TEST:
             return 1
         return 0
 
@@ -130,17 +131,18 @@ def _note_secrets(request: pytest.FixtureRequest):
 
     hasher.hash, hasher.verify, signer.sign = hash_, verify, sign
     yield
-
-    async def harvest() -> None:
-        for user in await ctx.db.list_users():
-            found = await ctx.db.get_credentials(user.username)
-            if found:
-                HYGIENE.note(found[1], "password hash", where)
-                HYGIENE.note(found[1].split("$", 1)[-1], "bcrypt hash", where)
-        for event in await ctx.db.list_audit(100_000):
-            HYGIENE.audit_rows.append(f"{where}: {json.dumps(event.to_json())}")
-
     try:
-        io_loop.run_sync(harvest)
+        io_loop.run_sync(lambda: harvest(ctx, where))
     except Exception as exc:  # a test that closed its own database leaves nothing to read
         HYGIENE.records.append(f"(hygiene: could not read the database of {where}: {exc!r})")
+
+
+async def harvest(ctx, where: str) -> None:
+    """Note the bcrypt hashes of ctx's database and keep the text of its audit rows."""
+    for user in await ctx.db.list_users():
+        found = await ctx.db.get_credentials(user.username)
+        if found:
+            HYGIENE.note(found[1], "password hash", where)
+            HYGIENE.note(found[1].split("$", 1)[-1], "bcrypt hash", where)
+    for event in await ctx.db.list_audit(100_000):
+        HYGIENE.audit_rows.append(f"{where}: {json.dumps(event.to_json())}")
