@@ -264,11 +264,18 @@ async def test_admin_page_and_its_forms(people, make_client, make_user):
         r = await clients[name].fetch("/admin")
         assert r.code == 403
         assert "Your account may not do this." in r.body.decode()
+    # A hostile display name and a hostile failed-login username reach the admin's page ...
+    r = await make_client().register("xss", displayName='<img src=x onerror="alert(1)">')
+    assert r.code == 201
+    await make_client().login("<script>alert(1)</script>", "whatever it is")
     page = await root.fetch("/admin")
     assert page.code == 200
     assert page.headers["Cache-Control"] == "no-store"
     html = page.body.decode()
-    assert re.findall(r'data-user="([^"]+)"', html) == ["root", "tess", "sam", "sue"]
+    # ... only as text.
+    assert "<img" not in html and "<script>alert" not in html
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+    assert re.findall(r'data-user="([^"]+)"', html) == ["root", "tess", "sam", "sue", "xss"]
     assert 'id="audit"' in html and "login_succeeded" in html
     sam_id = users["sam"].id
     # Role.

@@ -393,3 +393,32 @@ async def test_account_page_changes_the_password(make_client, make_user):
     assert "Password changed." in page.body.decode()
     r = await a.fetch("/account", "POST", body=urlencode(fields), headers=FORM, xsrf=False)
     assert r.code == 403
+
+
+@pytest.mark.gen_test
+async def test_login_next_is_never_an_open_redirect(make_client, make_user):
+    await make_user("alice")
+    evil = [
+        "//evil.example",
+        "/\\evil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "/\r\nSet-Cookie: x=1",
+        "\\\\evil.example",
+        "evil.example",
+        "/\tevil",
+    ]
+    for target in evil + ["/sessions?x=1"]:
+        client = make_client()
+        xsrf = await client.form_xsrf("/login")
+        r = await client.fetch(
+            "/login?" + urlencode({"next": target}),
+            "POST",
+            body=urlencode({"_xsrf": xsrf, "username": "alice", "password": PASSWORD}),
+            headers=FORM,
+            xsrf=False,
+        )
+        assert r.code == 302, target
+        location = r.headers["Location"]
+        expected = "/sessions?x=1" if target.startswith("/sessions") else "/dashboard"
+        assert location == expected, (target, location)
