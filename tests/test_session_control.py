@@ -222,6 +222,12 @@ async def test_wrong_current_password_counts_as_a_failed_login(make_client, make
     assert (await make_client().login("alice", PASSWORD)).code == 429
     clock.advance(30)
     assert (await make_client().login("alice", PASSWORD)).code == 200
+    events = await audit(make_client, make_user)
+    throttled = [e for e in events if e["event"] == "login_throttled"]
+    assert [e["detail"] for e in throttled] == [
+        {"limit": "account"},
+        {"limit": "account", "during": "password_change"},
+    ]
 
 
 @pytest.mark.gen_test
