@@ -183,3 +183,36 @@ def session_cookie(ctx):
         return f"{ctx.settings.cookie_name}={ctx.signer.sign(token)}"
 
     return make
+
+
+@pytest.fixture
+def live_server(tmp_path):
+    """A real `python run.py` process (development mode) on a free port."""
+    from tests.support import LiveServer
+
+    servers: list[LiveServer] = []
+
+    def start(**kwargs: Any) -> LiveServer:
+        server = LiveServer(tmp_path / f"data{len(servers)}", **kwargs).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium driven by Playwright (sync API; use in plain tests)."""
+    from tests.support import chromium_available, launch_browser, need
+
+    need(chromium_available(), "Chromium not installed at /usr/bin/chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover
+        need(False, "playwright not installed")
+    with sync_playwright() as playwright:
+        instance = launch_browser(playwright)
+        yield instance
+        instance.close()
