@@ -7,7 +7,8 @@ Keys (all under a prefix, `plp:` by default):
 - `u:<user_id>`  sorted set of the user's session keys by creation time (list, end-all, cap).
 - `exp`          sorted set of `<user_id>:<key>` by deadline, so the pruner can announce
                  expiries to chat sockets in O(expired), and clean the user index.
-- `session-end`  pub/sub channel: one JSON notice per ended session.
+- `db<N>:session-end`  pub/sub channel (N: the database number; channels are server-wide):
+                 one JSON notice per ended session.
 - `t:a:<name>`, `t:ip:<addr>`, `t:reg:<addr>`: throttle state (`RedisThrottle`).
 
 Every change touching more than one key runs as one Lua script, so concurrent processes never
@@ -113,17 +114,28 @@ def connect(url: str, *, blocking: bool = False) -> aioredis.Redis:
     )
 
 
+def channel_name(client: aioredis.Redis, prefix: str, name: str) -> str:
+    """A pub/sub channel for this prefix and database number.
+
+    Keys live in a numbered database but pub/sub channels are server-wide, so the number is
+    part of the name: deployments (or test runs) on different databases never hear each other.
+    """
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    return f"{prefix}db{db}:{name}"
+
+
 # Shared by the scripts that end sessions: delete one session from every structure and
-# announce it. ARGV[1] is always the prefix and ARGV[2] the publishing process's origin id.
+# announce it. ARGV[1..3] are always the prefix, the publisher's origin id and the channel.
 _LUA_PRELUDE = """
 local p = ARGV[1]
 local origin = ARGV[2]
+local channel = ARGV[3]
 local ended = {}
 local function drop(uid, k, reason)
   redis.call('DEL', p .. 's:' .. k)
   redis.call('ZREM', p .. 'u:' .. uid, k)
   redis.call('ZREM', p .. 'exp', uid .. ':' .. k)
-  redis.call('PUBLISH', p .. 'session-end',
+  redis.call('PUBLISH', channel,
     cjson.encode({o = origin, k = k, u = tostring(uid), r = reason}))
   table.insert(ended, k)
   table.insert(ended, tostring(uid))
@@ -131,55 +143,55 @@ local function drop(uid, k, reason)
 end
 """
 
-# ARGV: prefix, origin, key, uid, handle, created, ip, ua, ttl_ms, per_user, now, deadline,
+# ARGV: prefix, origin, channel, key, uid, handle, created, ip, ua, ttl_ms, per_user, now, deadline,
 #       index_ttl_ms, expired_reason, capped_reason
 _LUA_CREATE = (
     _LUA_PRELUDE
     + """
-local key, uid = ARGV[3], ARGV[4]
+local key, uid = ARGV[4], ARGV[5]
 local ukey = p .. 'u:' .. uid
-local now, per_user = tonumber(ARGV[11]), tonumber(ARGV[10])
+local now, per_user = tonumber(ARGV[12]), tonumber(ARGV[11])
 for _, k in ipairs(redis.call('ZRANGE', ukey, 0, -1)) do
   local d = redis.call('ZSCORE', p .. 'exp', uid .. ':' .. k)
   if not d then
     redis.call('ZREM', ukey, k)
   elseif tonumber(d) <= now or redis.call('EXISTS', p .. 's:' .. k) == 0 then
-    drop(uid, k, ARGV[14])
+    drop(uid, k, ARGV[15])
   end
 end
 while redis.call('ZCARD', ukey) >= per_user do
-  drop(uid, redis.call('ZRANGE', ukey, 0, 0)[1], ARGV[15])
+  drop(uid, redis.call('ZRANGE', ukey, 0, 0)[1], ARGV[16])
 end
 local s = p .. 's:' .. key
-redis.call('HSET', s, 'h', ARGV[5], 'u', uid, 'c', ARGV[6], 'l', ARGV[6], 'ip', ARGV[7],
-  'ua', ARGV[8])
-redis.call('PEXPIRE', s, ARGV[9])
-redis.call('ZADD', ukey, ARGV[6], key)
-redis.call('PEXPIRE', ukey, ARGV[13])
-redis.call('ZADD', p .. 'exp', ARGV[12], uid .. ':' .. key)
+redis.call('HSET', s, 'h', ARGV[6], 'u', uid, 'c', ARGV[7], 'l', ARGV[7], 'ip', ARGV[8],
+  'ua', ARGV[9])
+redis.call('PEXPIRE', s, ARGV[10])
+redis.call('ZADD', ukey, ARGV[7], key)
+redis.call('PEXPIRE', ukey, ARGV[14])
+redis.call('ZADD', p .. 'exp', ARGV[13], uid .. ':' .. key)
 return ended
 """
 )
 
-# ARGV: prefix, origin, key, reason
+# ARGV: prefix, origin, channel, key, reason
 _LUA_END = (
     _LUA_PRELUDE
     + """
-local uid = redis.call('HGET', p .. 's:' .. ARGV[3], 'u')
-if uid then drop(uid, ARGV[3], ARGV[4]) end
+local uid = redis.call('HGET', p .. 's:' .. ARGV[4], 'u')
+if uid then drop(uid, ARGV[4], ARGV[5]) end
 return ended
 """
 )
 
-# ARGV: prefix, origin, uid, handle, reason
+# ARGV: prefix, origin, channel, uid, handle, reason
 _LUA_END_BY_HANDLE = (
     _LUA_PRELUDE
     + """
-local uid = ARGV[3]
+local uid = ARGV[4]
 for _, k in ipairs(redis.call('ZRANGE', p .. 'u:' .. uid, 0, -1)) do
   local h = redis.call('HMGET', p .. 's:' .. k, 'h', 'u')
-  if h[1] == ARGV[4] and h[2] == uid then
-    drop(uid, k, ARGV[5])
+  if h[1] == ARGV[5] and h[2] == uid then
+    drop(uid, k, ARGV[6])
     break
   end
 end
@@ -187,17 +199,17 @@ return ended
 """
 )
 
-# ARGV: prefix, origin, uid, except_key, reason, expired_reason
+# ARGV: prefix, origin, channel, uid, except_key, reason, expired_reason
 _LUA_END_ALL = (
     _LUA_PRELUDE
     + """
-local uid = ARGV[3]
+local uid = ARGV[4]
 for _, k in ipairs(redis.call('ZRANGE', p .. 'u:' .. uid, 0, -1)) do
-  if k ~= ARGV[4] then
+  if k ~= ARGV[5] then
     if redis.call('EXISTS', p .. 's:' .. k) == 1 then
-      drop(uid, k, ARGV[5])
-    else
       drop(uid, k, ARGV[6])
+    else
+      drop(uid, k, ARGV[7])
     end
   end
 end
@@ -205,24 +217,24 @@ return ended
 """
 )
 
-# ARGV: prefix, origin, key, uid, now, ttl_ms, deadline
+# ARGV: prefix, origin, channel, key, uid, now, ttl_ms, deadline
 _LUA_TOUCH = """
-local s = ARGV[1] .. 's:' .. ARGV[3]
+local s = ARGV[1] .. 's:' .. ARGV[4]
 if redis.call('EXISTS', s) == 0 then return 0 end
-redis.call('HSET', s, 'l', ARGV[5])
-redis.call('PEXPIRE', s, ARGV[6])
-redis.call('ZADD', ARGV[1] .. 'exp', 'XX', ARGV[7], ARGV[4] .. ':' .. ARGV[3])
+redis.call('HSET', s, 'l', ARGV[6])
+redis.call('PEXPIRE', s, ARGV[7])
+redis.call('ZADD', ARGV[1] .. 'exp', 'XX', ARGV[8], ARGV[5] .. ':' .. ARGV[4])
 return 1
 """
 
-# ARGV: prefix, origin, now, batch, reason
+# ARGV: prefix, origin, channel, now, batch, reason
 _LUA_PRUNE = (
     _LUA_PRELUDE
     + """
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', p .. 'exp', '-inf', ARGV[3], 'LIMIT', 0,
-    tonumber(ARGV[4]))) do
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', p .. 'exp', '-inf', ARGV[4], 'LIMIT', 0,
+    tonumber(ARGV[5]))) do
   local colon = string.find(m, ':', 1, true)
-  drop(string.sub(m, 1, colon - 1), string.sub(m, colon + 1), ARGV[5])
+  drop(string.sub(m, 1, colon - 1), string.sub(m, colon + 1), ARGV[6])
 end
 return ended
 """
@@ -241,10 +253,10 @@ class RedisSessionStore(SessionStore):
         super().__init__(**kwargs)
         self.url = url
         self.prefix = prefix
-        self.channel = prefix + END_CHANNEL
         # Identifies this process's notices so it does not hear its own twice.
         self.origin = secrets.token_hex(8)
         self._redis = connect(url)
+        self.channel = channel_name(self._redis, prefix, END_CHANNEL)
         self._scripts = {
             name: self._redis.register_script(source)
             for name, source in (
@@ -340,7 +352,7 @@ class RedisSessionStore(SessionStore):
     async def _run(self, name: str, *args: Any) -> list[str]:
         """Run a script that may end sessions, and tell our own listeners at once."""
         self._ensure_listening()
-        ended = await self._scripts[name](args=[self.prefix, self.origin, *args])
+        ended = await self._scripts[name](args=[self.prefix, self.origin, self.channel, *args])
         for i in range(0, len(ended or ()), 3):
             self._notify_end(ended[i], int(ended[i + 1]), ended[i + 2])
         return ended or []
@@ -424,6 +436,7 @@ class RedisSessionStore(SessionStore):
             args=[
                 self.prefix,
                 self.origin,
+                self.channel,
                 session.key,
                 session.user_id,
                 repr(now),
