@@ -193,6 +193,10 @@ class PostgresDatabase(Database):
 
     async def _open(self) -> None:
         if not self._opened:
+            # One direct attempt first: a server that is down fails at once, in one line,
+            # instead of after the pool's retries and their warnings.
+            probe = await psycopg.AsyncConnection.connect(self.url, connect_timeout=CONNECT_TIMEOUT)
+            await probe.close()
             await self._pool.open(wait=True, timeout=self.open_timeout)
             self._opened = True
 
