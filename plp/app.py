@@ -73,7 +73,13 @@ def make_context(
     if not settings.session_secret:
         raise ValueError("settings.session_secret is empty; call config.ensure_secret first")
     store = store or make_store(settings, clock=clock)
-    hub = make_hub(settings, wire=text_frame)
+    if settings.session_backend == "redis":
+        # Several processes: fan-out through Redis pub/sub (sessions are shared there too).
+        from .chat.redis_broker import RedisBroker
+
+        hub = ChatHub(RedisBroker(settings.redis_url), wire=text_frame)
+    else:
+        hub = make_hub(settings, wire=text_frame)
     # Once per app: an ended session (logout, revocation, expiry...) closes its chat sockets.
     store.add_end_listener(hub.session_ended)
     ctx = Context(

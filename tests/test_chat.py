@@ -845,3 +845,41 @@ def test_token_bucket_and_refusal_window():
     assert window.add(9.9) is True
     spread = RefusalWindow(20, 10.0)
     assert not any(spread.add(float(t)) for t in range(100))
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_sigterm_closes_sockets_1001_and_keeps_acknowledged_messages(
+    http_client, live_server
+):
+    import signal
+
+    from tests.conftest import Client
+
+    server = live_server()
+    client = Client(http_client, server.url)
+    r = await client.register("amy")
+    assert r.code == 201, r.body
+    cookie = f"plp_session={client.cookies['plp_session']}"
+    conn = await websocket_connect(
+        HTTPRequest(server.ws_url + "/ws/chat", headers={"Cookie": cookie})
+    )
+    p = Peer(conn, None, cookie)
+    await p.expect("hello")
+    await p.join()
+    await p.send({"type": "send", "channel": 1, "text": "before shutdown", "clientId": "s1"})
+    acked = await p.expect("message", clientId="s1")
+    server.proc.send_signal(signal.SIGTERM)
+    assert await p.closed() == 1001
+    conn.close()
+    for _ in range(200):
+        if server.proc.poll() is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert server.proc.returncode == 0, server.log_text()
+    # The acknowledged message is in the database the server left behind.
+    from plp.storage.sqlite import SQLiteDatabase
+
+    db = SQLiteDatabase(str(server.data_dir / "plp.sqlite3"))
+    stored = await db.list_messages(1)
+    await db.close()
+    assert [m.id for m in stored] == [acked["message"]["id"]]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from ..config import Settings
 from .hub import Broker, ChatHub, LocalBroker, Subscriber
 
 __all__ = ["Broker", "ChatHub", "LocalBroker", "Subscriber", "make_hub"]
 
 
-def make_hub(settings: Settings, **kwargs: object) -> ChatHub:
-    """The hub for these settings; in-process delivery (a shared broker plugs in here)."""
-    return ChatHub(LocalBroker(), **kwargs)  # type: ignore[arg-type]
+def make_hub(settings: Settings, *, wire: Callable[[str], Any] | None = None) -> ChatHub:
+    """The hub for these settings: in-process delivery (a shared broker plugs in here)."""
+    return ChatHub(LocalBroker(), wire=wire)

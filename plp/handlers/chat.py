@@ -336,11 +336,25 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
 
     # ------------------------------------------------------------------- output
     def send_frame(self, frame: bytes) -> bool:
-        """The hub's send: queue one ready-made frame; False when over the pending bound."""
+        """The hub's send: queue one ready-made frame; False when over the pending bound.
+
+        When nothing is queued on the stream the frame goes straight to the non-blocking
+        socket (one syscall, no Future); whatever the kernel does not take, and every frame
+        while output is queued, goes through the stream so order is kept.
+        """
         conn = self.ws_connection
         if conn is None or conn.is_closing():
             return True  # already closing; on_close will unsubscribe it
         stream = conn.stream
+        if not stream.writing():
+            try:
+                sent = stream.socket.send(frame)
+            except OSError:
+                sent = 0  # would block, or an error the stream will report below
+            if sent == len(frame):
+                return True
+            if sent:
+                frame = memoryview(frame)[sent:]
         # The bound applies to our frames only, so Tornado's own pings and close frames
         # are never refused; set and cleared around the write.
         stream.max_write_buffer_size = PENDING_MAX

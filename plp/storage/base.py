@@ -33,6 +33,13 @@ class NotFound(StorageError):
     """The record asked for does not exist."""
 
 
+class StorageUnavailable(Exception):
+    """The database cannot be reached (e.g. PostgreSQL restarting); the request gets 503.
+
+    Not a StorageError: it says nothing about the data, and the operation may be retried.
+    """
+
+
 def utcnow() -> _dt.datetime:
     """Aware UTC now, truncated to milliseconds like every stored timestamp."""
     now = _dt.datetime.now(_dt.UTC)
