@@ -39,11 +39,15 @@ class RefusalWindow:
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
         self.window = window
-        self.events: deque[float] = deque()
+        # Made at the first refusal: an empty deque is 600+ bytes and most sockets never
+        # have a frame refused.
+        self.events: deque[float] | None = None
 
     def add(self, now: float) -> bool:
         """Record one refusal; True when more than `limit` fell within the window."""
         events = self.events
+        if events is None:
+            events = self.events = deque()
         events.append(now)
         while events and events[0] <= now - self.window:
             events.popleft()
