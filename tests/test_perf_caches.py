@@ -68,9 +68,7 @@ def test_user_cache_sees_changes_from_other_connections(tmp_path, io_loop):
 
 
 @pytest.mark.gen_test
-async def test_disabling_in_another_connection_ends_the_next_request(
-    client, make_user, settings
-):
+async def test_disabling_in_another_connection_ends_the_next_request(client, make_user, settings):
     user = await make_user("dave")
     assert (await client.login("dave")).code == 200
     assert (await client.fetch("/api/users/me")).code == 200  # the user is now cached
