@@ -62,7 +62,12 @@ class Worker:
 
 
 def start_workers(
-    port: int, cookies: list[str], sockets: int, channel: int | None, per_worker: int = 2500
+    port: int,
+    cookies: list[str],
+    sockets: int,
+    channel: int | None,
+    per_worker: int = 2500,
+    timing: bool = False,
 ) -> list[Worker]:
     """Workers holding `sockets` connections in all, each ready (hello, joined)."""
     count = max(1, math.ceil(sockets / per_worker))
@@ -71,7 +76,13 @@ def start_workers(
     for i in range(count):
         share = left // (count - i)
         left -= share
-        config = {"port": port, "cookies": cookies, "sockets": share, "channel": channel}
+        config = {
+            "port": port,
+            "cookies": cookies,
+            "sockets": share,
+            "channel": channel,
+            "timing": timing,
+        }
         workers.append(Worker(config))
     for worker in workers:
         got = worker.read()
@@ -116,8 +127,8 @@ def paced(
     port: int, cookies: list[str], subscribers: int, rate: int, seconds: float
 ) -> list[float]:
     """Send→delivery latencies (ms) at `rate` deliveries/s into one channel."""
-    sender = start_workers(port, cookies, 1, GENERAL)[0]
-    receivers = start_workers(port, cookies, subscribers - 1, GENERAL)
+    sender = start_workers(port, cookies, 1, GENERAL, timing=True)[0]
+    receivers = start_workers(port, cookies, subscribers - 1, GENERAL, timing=True)
     workers = [sender, *receivers]
     try:
         time.sleep(0.3)

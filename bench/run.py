@@ -58,7 +58,7 @@ class Config:
     p99_seconds: int = 10
     p99_runs: int = 3
     fanout_subscribers: int = 200
-    fanout_messages: int = 500
+    fanout_messages: int = 1000
     fanout_runs: int = 3
     paced_rate: int = 4000
     paced_seconds: float = 8.0
