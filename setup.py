@@ -18,9 +18,6 @@ setup(
         "redis": ["redis>=5"],
         "postgres": ["psycopg[binary]>=3.1", "psycopg-pool>=3.2"],
         "metrics": ["prometheus-client>=0.20"],
-        # uvloop: ~13% less CPU per request and per chat delivery (docs/performance.md);
-        # plp falls back to asyncio's own loop without it.
-        "fast": ["uvloop>=0.19"],
         "test": [
             "pytest>=8,<10",
             "pytest-tornado==0.8.1",
@@ -31,7 +28,6 @@ setup(
             "psycopg[binary]>=3.1",
             "psycopg-pool>=3.2",
             "prometheus-client>=0.20",
-            "uvloop>=0.19",
         ],
     },
     entry_points={"console_scripts": ["plp = plp.cli:main"]},

@@ -184,22 +184,17 @@ def run(cfg: R.Config, res: R.Results, data_dir: Path, tmp: Path, phases: set[st
     if "chat" not in phases:
         return
     plp = R.start_plp(data_dir, tmp)
-    plain = R.start_plp(data_dir, tmp, launcher="serve_asyncio.py")
     base = R.start_script("baseline_broadcast", tmp)
     try:
         cookies = socket_cookies(plp.port)
-        plain_cookies = socket_cookies(plain.port)
         size = cfg.fanout_subscribers
         # Warm-up bursts, then alternate plp and the naive broadcast.
         fanout(plp.port, plp.pid, cookies, size, 50)
         fanout(base.port, base.pid, ["x=y"], size, 50)
-        plp_runs, base_runs, plain_runs = [], [], []
+        plp_runs, base_runs = [], []
         for _ in range(cfg.fanout_runs):
             plp_runs.append(fanout(plp.port, plp.pid, cookies, size, cfg.fanout_messages))
             base_runs.append(fanout(base.port, base.pid, ["x=y"], size, cfg.fanout_messages))
-            plain_runs.append(
-                fanout(plain.port, plain.pid, plain_cookies, size, cfg.fanout_messages)
-            )
         dps = statistics.median(r[0] for r in plp_runs)
         base_dps = statistics.median(r[0] for r in base_runs)
         res.add("fanout_dps", dps, "deliveries/s")
@@ -207,8 +202,6 @@ def run(cfg: R.Config, res: R.Results, data_dir: Path, tmp: Path, phases: set[st
         res.add("baseline_fanout_dps", base_dps, "deliveries/s")
         res.add("baseline_fanout_cpu_us", statistics.median(r[1] for r in base_runs), "us")
         res.add("fanout_ratio", dps / base_dps, "x")
-        res.add("fanout_asyncio_dps", statistics.median(r[0] for r in plain_runs), "deliveries/s")
-        res.add("fanout_asyncio_cpu_us", statistics.median(r[1] for r in plain_runs), "us")
         latencies = paced(plp.port, cookies, size, cfg.paced_rate, cfg.paced_seconds)
         res.add("paced_p50_ms", percentile(latencies, 0.50), "ms")
         res.add("paced_p99_ms", percentile(latencies, 0.99), "ms")
@@ -220,5 +213,4 @@ def run(cfg: R.Config, res: R.Results, data_dir: Path, tmp: Path, phases: set[st
             res.add(f"fanout_{channel}_cpu_us", got[1], "us")
     finally:
         plp.stop()
-        plain.stop()
         base.stop()

@@ -7,7 +7,6 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import tornado.httpserver
@@ -145,21 +144,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     return 0
 
 
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop when it is installed (the `fast` extra), else asyncio's own.
-
-    Tornado runs on any asyncio loop; uvloop does the selector, timer and socket work of
-    each request and each WebSocket write in C (see docs/performance.md for the numbers).
-    """
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 def run_server(settings: Settings) -> int:
     """Set up logging and run the server to completion."""
     setup_logging(settings.log_format, settings.log_level)
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(serve(settings))
+    return asyncio.run(serve(settings))
