@@ -4,7 +4,8 @@ Shutdown (SPEC §11), on the first SIGTERM or SIGINT: stop accepting connections
 `ctx.extras["on_shutdown"]` hook (chat closes its sockets with 1001), let in-flight HTTP
 requests finish for up to SHUTDOWN_GRACE seconds, close idle keep-alive connections, write
 the session snapshot, close the stores and the database, exit 0. A second signal while that
-runs exits at once (status 128 + signal number) without a snapshot.
+runs exits at once (status 128 + signal number) without a snapshot; a repeat within
+FORCE_AFTER seconds of the first is taken as the same request and ignored.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 MAX_BODY_SIZE = 1024 * 1024  # bodies over 64 KiB get a JSON 413; past this Tornado drops them
 SHUTDOWN_GRACE = 5.0
 EXIT_CONFIG = 2
+# A repeat of the stop signal this soon is the same request delivered twice (systemd signals
+# the whole cgroup and the one-file binary's launcher forwards it; a terminal signals the
+# whole process group), not an operator insisting.
+FORCE_AFTER = 1.0
 METRICS_HOST = "127.0.0.1"  # never the `host` setting: metrics are for the local scraper only
 
 
@@ -194,6 +199,7 @@ class _Shutdown:
         self.loop = loop
         self.requested = asyncio.Event()
         self._previous: dict[int, Any] = {}
+        self._first_at = 0.0
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -202,14 +208,16 @@ class _Shutdown:
 
     def _first(self, sig: int) -> None:
         log.info("received %s: shutting down (send it again to exit at once)", sig.name)
+        self._first_at = time.monotonic()
         for other in self._previous:
             self.loop.remove_signal_handler(other)
             # A plain handler, not the loop's: it runs even if the loop is stuck.
             signal.signal(other, self._force)
         self.requested.set()
 
-    @staticmethod
-    def _force(signum: int, _frame: object) -> None:
+    def _force(self, signum: int, _frame: object) -> None:
+        if time.monotonic() - self._first_at < FORCE_AFTER:
+            return
         os.write(2, b"plp: second signal during shutdown; exiting now\n")
         os._exit(128 + signum)
 
@@ -333,5 +341,7 @@ async def _close(ctx: Context) -> None:
 def run_server(settings: Settings) -> int:
     """Set up logging and run the server to completion."""
     setup_logging(settings.log_format, settings.log_level)
+    # The database, its WAL, the snapshot and the secret are for this account only.
+    os.umask(0o077)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     return asyncio.run(serve(settings))
