@@ -322,7 +322,11 @@ def options_help() -> str:
     defaults = Settings()
     for name, (_parse, switch, text) in OPTIONS.items():
         default = getattr(defaults, _field_name(name))
-        shown = "off" if switch else (",".join(default) if isinstance(default, tuple) else default)
+        shown = (
+            "off"
+            if switch
+            else (",".join(map(str, default)) if isinstance(default, tuple) else default)
+        )
         if name == "chat-rate":
             shown = "5/5"
         if name == "db":
