@@ -110,7 +110,10 @@ class Metrics:
             self.sessions_live.set(await self.ctx.store.count())
         except Exception as exc:  # a shared store may be down; the scrape still answers
             log.warning("metrics: cannot count sessions: %s", exc)
-        self.sockets_open.set(open_sockets(self.ctx))
+        try:
+            self.sockets_open.set(open_sockets(self.ctx))
+        except Exception as exc:
+            log.warning("metrics: cannot count chat sockets: %s", exc)
 
     async def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
@@ -130,10 +133,10 @@ def open_sockets(ctx: Context) -> int:
     counter = ctx.extras.get("open_sockets")
     if callable(counter):
         return int(counter())
-    hub = ctx.extras.get("hub") or getattr(ctx, "hub", None)
+    hub = getattr(ctx, "hub", None) or ctx.extras.get("hub")
     if hub is None:
         return 0
-    for name in ("socket_count", "connection_count", "count_sockets"):
+    for name in ("count", "socket_count", "connection_count"):
         value = getattr(hub, name, None)
         if value is not None:
             return int(value() if callable(value) else value)

@@ -563,3 +563,96 @@ def test_text_log_has_one_line_per_request(live_server):
     assert len(lines) >= 3
     assert all(line.split("plp.access: ")[1].startswith("200 GET /healthz ") for line in lines)
     assert all(line.endswith("ms") for line in lines)
+
+
+# -- behind nginx (deploy/nginx.conf) --------------------------------------------------------
+
+
+def render_nginx(tmp_path: Path, plp_port: int, cert: Path, key: Path) -> tuple[Path, int, int]:
+    """A runnable nginx.conf that includes deploy/nginx.conf with test ports and paths."""
+    http_port, https_port = free_port(), free_port()
+    site = (ROOT / "deploy" / "nginx.conf").read_text()
+    replacements = {
+        "127.0.0.1:8888": f"127.0.0.1:{plp_port}",
+        "listen 80;": f"listen 127.0.0.1:{http_port};",
+        "listen [::]:80;": "",
+        "listen 443 ssl http2;": f"listen 127.0.0.1:{https_port} ssl http2;",
+        "listen [::]:443 ssl http2;": "",
+        "/etc/letsencrypt/live/learn.school.example/fullchain.pem": str(cert),
+        "/etc/letsencrypt/live/learn.school.example/privkey.pem": str(key),
+    }
+    for old, new in replacements.items():
+        assert old in site, f"deploy/nginx.conf no longer has {old!r}"
+        site = site.replace(old, new)
+    prefix = tmp_path / "nginx"
+    prefix.mkdir()
+    (prefix / "site.conf").write_text(site)
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"""
+user root;
+daemon off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    include {prefix}/site.conf;
+}}
+"""
+    )
+    return conf, http_port, https_port
+
+
+@pytest.fixture
+def nginx_front(live_server, tmp_path):
+    """plp in production with trust-proxy, behind nginx configured by deploy/nginx.conf."""
+    import shutil
+
+    from tests.support import need
+
+    nginx = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin")
+    need(nginx is not None, "nginx is not installed (apt-get install nginx-light)")
+    server = live_server(args=["--trust-proxy"], env=PRODUCTION)
+    cert, key = make_certificate(tmp_path / "tls")
+    conf, http_port, https_port = render_nginx(tmp_path, server.port, cert, key)
+    check = subprocess.run([nginx, "-t", "-c", str(conf)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    proc = subprocess.Popen(
+        [nginx, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    front = LiveServer(tmp_path / "front", port=https_port, scheme="https")
+    deadline = time.monotonic() + 20
+    while not front._healthy():
+        assert proc.poll() is None and time.monotonic() < deadline, "nginx did not start"
+        time.sleep(0.1)
+    yield server, front, http_port
+    proc.terminate()
+    proc.wait(20)
+
+
+def test_behind_nginx(nginx_front):
+    server, front, http_port = nginx_front
+    conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+    conn.request("GET", "/login", headers={"Host": "learn.school.example"})
+    response = conn.getresponse()
+    assert response.status == 301
+    assert response.headers["Location"] == "https://learn.school.example/login"
+    conn.close()
+
+    web = Web(front)
+    status, headers, _ = web.request("/healthz")
+    assert status == 200 and "Strict-Transport-Security" in headers
+    assert not any(ch.isdigit() for ch in headers.get("Server", ""))  # no version shown
+    # A forged X-Forwarded-For is kept, but nginx appends the real peer, and plp takes that.
+    assert web.register("proxied.kid", **{"X-Forwarded-For": FORGED}) == 201
+    assert any(h.startswith("__Host-plp_session=") for h in web.set_cookie_headers)
+    assert _session_ip(web) == "127.0.0.1"
+    status, _, _ = web.request("/metrics")
+    assert status == 404
