@@ -83,7 +83,7 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     try:
         context.load_cert_chain(settings.tls_cert, settings.tls_key)
     except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "reason", None) or exc.__class__.__name__
+        reason = getattr(exc, "reason", None) or str(exc) or exc.__class__.__name__
         raise ConfigError(
             f"--tls-cert {settings.tls_cert} and --tls-key {settings.tls_key} are not a valid "
             f"PEM certificate chain and matching private key ({reason})"
