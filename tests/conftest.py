@@ -202,9 +202,13 @@ def live_server(tmp_path):
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Debian Chromium driven by Playwright (sync API; use in plain tests)."""
+    """Headless Debian Chromium driven by Playwright (sync API; use in plain tests).
+
+    Module scope: while Playwright's sync API is open its asyncio loop counts as running,
+    so pytest-tornado tests in later modules could not run their own loop.
+    """
     from tests.support import chromium_available, launch_browser, need
 
     need(chromium_available(), "Chromium not installed at /usr/bin/chromium")
