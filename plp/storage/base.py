@@ -33,6 +33,10 @@ class NotFound(StorageError):
     """The record asked for does not exist."""
 
 
+class CannotOpen(StorageError):
+    """The database cannot be opened or migrated (bad path, not a database, newer schema)."""
+
+
 def utcnow() -> _dt.datetime:
     """Aware UTC now, truncated to milliseconds like every stored timestamp."""
     now = _dt.datetime.now(_dt.UTC)

@@ -16,6 +16,7 @@ from pathlib import Path
 from .base import (
     SCHEMA_VERSION,
     AuditEvent,
+    CannotOpen,
     Channel,
     ChannelNameTaken,
     Database,
@@ -124,25 +125,30 @@ class SQLiteDatabase(Database):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves so each method is one
-        # explicit transaction and nothing is left open between event-loop turns.
-        self._conn = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
-        )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a process crash; only an OS crash or power loss can
-        # drop the last commits. FULL would put an fsync on the event loop per chat message.
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves so each method is one
+            # explicit transaction and nothing is left open between event-loop turns.
+            self._conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a process crash; only an OS crash or power loss can
+            # drop the last commits. FULL would put an fsync on the event loop per chat message.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except (OSError, sqlite3.Error) as exc:
+            # A bad --db path is an operator error: one clear line, not a traceback.
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise CannotOpen(f"cannot open the SQLite database {path!r}: {reason}") from None
 
     async def migrate(self) -> None:
         conn = self._conn
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise CannotOpen(
                 f"database schema {version} is newer than this plp ({SCHEMA_VERSION}); upgrade plp"
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
