@@ -286,12 +286,12 @@ def test_create_user_then_duplicate(tmp_path):
             ["--username", "kid", "--role", "student", "--display-name", "a\tb"],
             GOOD_PASSWORD,
             "displayName",
-        ),  # noqa: E501
+        ),
         (
             ["--username", "kid", "--role", "student", "--display-name", "d" * 65],
             GOOD_PASSWORD,
             "displayName",
-        ),  # noqa: E501
+        ),
     ],
 )
 def test_create_user_refusals(tmp_path, args, password, fragment):
