@@ -27,7 +27,7 @@ def session_json(session: Session, current: Session | None, idle: float, max_age
 
 def parse_id(raw: str) -> int:
     """A path id as int; 404 for anything that cannot name a record."""
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "①".isdigit() is True
         raise ApiError(404, "not_found", "No such record.")
     return int(raw)
 
