@@ -187,16 +187,26 @@ def _path(raw: str) -> str:
     return raw
 
 
-def _text(raw: str) -> str:
-    return raw
+def _host(raw: str) -> str:
+    value = raw.strip()
+    # An empty host would make Tornado listen on every interface: never by accident.
+    if not value or any(ch.isspace() for ch in value) or "\x00" in value:
+        raise ValueError("must be an address or host name, e.g. 127.0.0.1 (0.0.0.0 for all)")
+    return value
+
+
+def _dir(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return _path(raw)
 
 
 # name -> (parser, is_switch, help)
 OPTIONS: dict[str, tuple[Callable[[str], Any], bool, str]] = {
     "env": (_choice("development", "production"), False, "development or production"),
-    "host": (_text, False, "address to listen on"),
+    "host": (_host, False, "address to listen on"),
     "port": (_port, False, "TCP port to listen on"),
-    "data-dir": (_path, False, "directory for the database, secret and snapshot"),
+    "data-dir": (_dir, False, "directory for the database, secret and snapshot"),
     "db": (_db, False, "SQLite file path or postgresql:// URL"),
     "session-idle-timeout": (_seconds, False, "seconds without activity before a session ends"),
     "session-max-age": (_seconds, False, "seconds after login before a session ends"),

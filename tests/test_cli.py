@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import http.cookiejar
 import json
 import os
+import pty
+import select
 import shutil
 import socket
 import stat
 import subprocess
 import sys
+import termios
 import time
 import urllib.error
 import urllib.request
@@ -353,3 +357,63 @@ def test_create_user_while_server_runs(live_server, tmp_path):
     # And the other way round: an account registered through the server blocks the CLI.
     assert_usage_error(create_user(server.data_dir, "--username", "HEAD", "--role", "student"))
     assert server.proc is not None and server.proc.poll() is None
+
+
+def run_on_terminal(args: list[str], env: dict[str, str], answers: list[str]) -> tuple[int, str]:
+    """Run plp on a real pseudo-terminal, answering each password prompt in turn."""
+    master, slave = pty.openpty()
+
+    def take_terminal() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # so getpass can open /dev/tty
+
+    proc = subprocess.Popen(
+        [*RUN, *args],
+        cwd=str(ROOT),
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=take_terminal,  # runs in the child after setsid, before exec
+    )
+    os.close(slave)
+    output = ""
+    pending = list(answers)
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                output += chunk.decode(errors="replace")
+                prompts = output.count("assword: ")
+                while pending and prompts > len(answers) - len(pending):
+                    os.write(master, pending.pop(0).encode() + b"\n")
+            elif proc.poll() is not None:
+                break
+        return proc.wait(10), output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
+def test_create_user_asks_twice_on_terminal(tmp_path):
+    env = clean_env(tmp_path)
+    args = ["create-user", "--username", "tty.kid", "--role", "student"]
+    code, output = run_on_terminal(args, env, [GOOD_PASSWORD, GOOD_PASSWORD + "x"])
+    assert code == 2, output
+    assert "do not match" in output and "Traceback" not in output
+    assert GOOD_PASSWORD not in output  # no echo
+    code, output = run_on_terminal(args, env, [GOOD_PASSWORD, GOOD_PASSWORD])
+    assert code == 0, output
+    assert "Password: " in output and "Repeat password: " in output
+    assert "tty.kid" in output and GOOD_PASSWORD not in output
+    code, output = run_on_terminal(args, env, ["short", "short"])
+    assert code == 2 and "at least 8" in output, output

@@ -235,6 +235,10 @@ def test_cors_origins_rejected(raw):
         ("redis-url", "http://cache"),
         ("login-failures-per-account", "0"),
         ("sockets-per-address", "many"),
+        ("host", ""),
+        ("host", "  "),
+        ("host", "127.0.0.1 evil"),
+        ("data-dir", ""),
     ],
 )
 def test_bad_values_name_the_flag_and_value(option, raw):
