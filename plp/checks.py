@@ -18,6 +18,11 @@ def find_risks(settings: Settings) -> list[str]:
     if not secret:
         if settings.production:
             risks.append("SESSION_SECRET is not set")
+        else:
+            risks.append(
+                "SESSION_SECRET is not set; development signs cookies with a generated secret "
+                f"kept in {Path(settings.data_dir) / SECRET_FILE_NAME}"
+            )
     elif len(secret) < MIN_SECRET_LENGTH:
         risks.append(f"SESSION_SECRET is shorter than {MIN_SECRET_LENGTH} characters")
     for old in settings.session_secret_previous:

@@ -17,6 +17,7 @@ from plp.storage.sqlite import SQLiteDatabase
 
 TEST_SECRET = "test-secret-" + "x" * 40
 PASSWORD = "correct horse battery"
+pytest_plugins = ["tests.conftest_audit"]  # log hygiene across the session
 
 
 class Clock:

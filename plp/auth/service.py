@@ -221,9 +221,16 @@ async def change_password(
     problem = password_problem(new, user.username)
     if problem:
         raise bad_request(problem, {"newPassword": problem})
-    wait, _which = await ctx.throttle.login_wait(user.username, ip)
+    wait, which = await ctx.throttle.login_wait(user.username, ip)
     if wait:
-        await ctx.audit.record("login_throttled", user_id=user.id, username=user.username, ip=ip)
+        await ctx.audit.record(
+            "login_throttled",
+            user_id=user.id,
+            username=user.username,
+            ip=ip,
+            limit=which,
+            during="password_change",
+        )
         raise ApiError(
             429,
             "rate_limited",

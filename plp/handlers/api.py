@@ -25,9 +25,14 @@ def session_json(session: Session, current: Session | None, idle: float, max_age
     }
 
 
+def is_ascii_number(raw: str) -> bool:
+    """Only 0-9: str.isdigit() also accepts '²' (int() then raises) and '١' (int() reads 1)."""
+    return raw.isascii() and raw.isdigit()
+
+
 def parse_id(raw: str) -> int:
     """A path id as int; 404 for anything that cannot name a record."""
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "①".isdigit() is True
+    if not is_ascii_number(raw) or len(raw) > 18:
         raise ApiError(404, "not_found", "No such record.")
     return int(raw)
 
@@ -144,7 +149,7 @@ class AdminAuditHandler(ApiHandler):
     @require_role("admin")
     async def get(self) -> None:
         raw = self.get_query_argument("limit", "100")
-        if not raw.isdigit() or not 1 <= int(raw) <= AUDIT_LIMIT_MAX:
+        if not is_ascii_number(raw) or len(raw) > 6 or not 1 <= int(raw) <= AUDIT_LIMIT_MAX:
             raise bad_request(
                 f"limit must be a whole number from 1 to {AUDIT_LIMIT_MAX}.",
                 {"limit": f"From 1 to {AUDIT_LIMIT_MAX}."},

@@ -182,6 +182,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         code, message, _fields = self.error_info(status_code, kwargs)
+        if self.current_user is not None:
+            self.set_header("Cache-Control", "no-store")  # it names the user: like any page
         self.render(
             "error.html",
             status=status_code,

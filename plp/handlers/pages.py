@@ -9,7 +9,7 @@ import tornado.web
 from ..auth import service
 from ..auth.decorators import authenticated, require_role
 from ..errors import ApiError
-from ..security import DEFAULT_HEADERS, safe_next
+from ..security import DEFAULT_HEADERS, HSTS, request_scheme, safe_next
 from ..storage.base import ROLES, iso_from_epoch
 from .api import parse_id
 from .auth import CLEAR_SITE_DATA
@@ -254,6 +254,9 @@ class StaticHandler(tornado.web.StaticFileHandler):
         for name, value in DEFAULT_HEADERS.items():
             self.set_header(name, value)
         self.clear_header("Server")
+        settings = self.application.ctx.settings  # type: ignore[attr-defined]
+        if settings.production and request_scheme(self.request, settings) == "https":
+            self.set_header("Strict-Transport-Security", HSTS)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
