@@ -7,6 +7,7 @@ import logging
 import signal
 import ssl
 import time
+from urllib.parse import urlsplit
 
 import tornado.httpserver
 from tornado.ioloop import PeriodicCallback
@@ -14,7 +15,9 @@ from tornado.ioloop import PeriodicCallback
 from .app import Context, make_app, make_context
 from .config import Settings
 from .log import setup_logging
+from .sessions.base import SessionStoreUnavailable
 from .storage import open_database
+from .storage.base import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,9 @@ def make_pruner(ctx: Context) -> PeriodicCallback:
         try:
             removed = await ctx.store.prune_expired()
             await ctx.throttle.prune()
+        except SessionStoreUnavailable as exc:
+            log.warning("session pruning skipped: %s", exc)
+            return
         except Exception:
             log.exception("session pruning failed")
             return
@@ -54,11 +60,46 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+def _where(url: str) -> str:
+    """host:port of a service URL, for messages (never the password in it)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.hostname else "(socket)"
+
+
+async def _start_shared(settings: Settings, ctx: Context) -> bool:
+    """Reach the shared session store before listening; False (logged) if it is down."""
+    start = getattr(ctx.store, "start", None)
+    if start is None:
+        return True
+    try:
+        await start()
+        await ctx.hub.broker.start()
+    except SessionStoreUnavailable:
+        log.error(
+            "cannot reach Redis at %s (session-backend redis); start it or fix --redis-url",
+            _where(settings.redis_url),
+        )
+        return False
+    return True
+
+
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT; return the process exit status."""
     db = open_database(settings.db_url)
-    await db.migrate()
+    try:
+        await db.migrate()
+    except StorageUnavailable:
+        log.error("cannot reach the database at %s; start it or fix --db", _where(settings.db_url))
+        await db.close()
+        return EXIT_CONFIG
     ctx = make_context(settings, db=db)
+    if not await _start_shared(settings, ctx):
+        await ctx.hub.broker.close()
+        await ctx.store.close()
+        await ctx.throttle.close()
+        ctx.hasher.close()
+        await db.close()
+        return EXIT_CONFIG
     await ctx.hasher.warm()
     app = make_app(ctx)
     try:

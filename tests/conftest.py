@@ -203,12 +203,12 @@ def live_server(tmp_path):
         server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser():
     """Headless Debian Chromium driven by Playwright (sync API; use in plain tests).
 
-    Module scope: while Playwright's sync API is open its asyncio loop counts as running,
-    so pytest-tornado tests in later modules could not run their own loop.
+    Per test: Playwright's sync API keeps its event loop marked running while it is open,
+    which would break every later pytest-tornado test if this lived for the whole session.
     """
     from tests.support import chromium_available, launch_browser, need
 

@@ -13,7 +13,7 @@ from tornado.web import HTTPError
 from ..errors import ApiError
 from ..security import DEFAULT_HEADERS, HSTS, client_ip, origin_allowed, request_scheme
 from ..sessions.base import END_DISABLED, Session, SessionStoreUnavailable
-from ..storage.base import User
+from ..storage.base import StorageUnavailable, User
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -21,6 +21,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_JSON_BODY = 64 * 1024
+
+# A shared backend being down is an outage, not a bug: a clear 503 the client may retry.
+BACKEND_DOWN_RETRY_AFTER = "5"
+
+
+def backend_unavailable(exc: BaseException) -> ApiError:
+    """The 503 for a session store or database that cannot be reached."""
+    if isinstance(exc, StorageUnavailable):
+        message = "The database is unavailable; try again shortly."
+    else:
+        message = "Sessions are unavailable; try again shortly."
+    return ApiError(503, "unavailable", message, headers={"Retry-After": BACKEND_DOWN_RETRY_AFTER})
+
 
 ERROR_CODES = {
     400: "bad_request",
@@ -90,9 +103,7 @@ class BaseHandler(tornado.web.RequestHandler):
             try:
                 session = await ctx.store.get(token)
             except SessionStoreUnavailable as exc:
-                raise ApiError(
-                    503, "unavailable", "Sessions are unavailable; try again shortly."
-                ) from exc
+                raise backend_unavailable(exc) from exc
         if session is None:
             self.clear_session_cookie()
             return
@@ -193,6 +204,17 @@ class BaseHandler(tornado.web.RequestHandler):
             message=message,
             code=code,
         )
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        # Store or database down anywhere in a handler: answer 503 `unavailable`, not 500.
+        if isinstance(e, (SessionStoreUnavailable, StorageUnavailable)):
+            log.warning("%s: backend unavailable (%s)", self.request.path, e)
+            try:
+                raise backend_unavailable(e) from e
+            except ApiError as api:
+                super()._handle_request_exception(api)
+            return
+        super()._handle_request_exception(e)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, HTTPError):
