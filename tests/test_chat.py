@@ -310,7 +310,7 @@ async def test_unstorable_text_is_refused(ctx, peer):
     # NUL (PostgreSQL cannot store it) and a lone surrogate (not encodable as UTF-8),
     # written as JSON escapes exactly as a hostile client would send them.
     for escaped in ("a\\u0000b", "a\\ud800b"):
-        raw = '{"type": "send", "channel": 1, "clientId": "u", "text": "%s"}' % escaped
+        raw = '{"type": "send", "channel": 1, "clientId": "u", "text": "' + escaped + '"}'
         await alice.conn.write_message(raw)
         await alice.expect("error", code="bad_request", ref="u")
     assert await ctx.db.list_messages(1) == []
