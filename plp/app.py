@@ -15,6 +15,8 @@ import tornado.web
 
 from .audit import Auditor
 from .auth.passwords import PasswordHasher
+from .chat import ChatHub, make_hub
+from .chat.wire import text_frame
 from .config import Settings
 from .log import log_request
 from .sessions import SessionStore, make_store
@@ -44,6 +46,7 @@ class Context:
     signer: CookieSigner
     clock: Callable[[], float] = time.time
     extras: dict[str, Any] = field(default_factory=dict)
+    hub: ChatHub = field(default_factory=ChatHub)
     _tasks: set[asyncio.Task] = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -72,10 +75,20 @@ def make_context(
     """The Context for settings; `db` must already be migrated. The secret must be set."""
     if not settings.session_secret:
         raise ValueError("settings.session_secret is empty; call config.ensure_secret first")
-    return Context(
+    store = store or make_store(settings, clock=clock)
+    if settings.session_backend == "redis":
+        # Several processes: fan-out through Redis pub/sub (sessions are shared there too).
+        from .chat.redis_broker import RedisBroker
+
+        hub = ChatHub(RedisBroker(settings.redis_url), wire=text_frame)
+    else:
+        hub = make_hub(settings, wire=text_frame)
+    # Once per app: an ended session (logout, revocation, expiry...) closes its chat sockets.
+    store.add_end_listener(hub.session_ended)
+    ctx = Context(
         settings=settings,
         db=db,
-        store=store or make_store(settings, clock=clock),
+        store=store,
         throttle=throttle or make_throttle(settings, clock=clock),
         hasher=PasswordHasher(settings.bcrypt_rounds),
         audit=Auditor(db),
@@ -86,7 +99,11 @@ def make_context(
             settings.session_max_age,
         ),
         clock=clock,
+        hub=hub,
     )
+    # server.py awaits this at SIGTERM/SIGINT: in-flight sends commit, then sockets get 1001.
+    ctx.extras["on_shutdown"] = hub.shutdown
+    return ctx
 
 
 def make_app(ctx: Context, **overrides: Any) -> PlpApplication:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import tornado.httpserver
 from tornado import httputil
@@ -28,8 +29,10 @@ from tornado.ioloop import PeriodicCallback
 from .app import Context, make_app, make_context
 from .config import ConfigError, Settings
 from .log import setup_logging
+from .sessions.base import SessionStoreUnavailable
 from .snapshot import restore_sessions, save_sessions, snapshot_path
 from .storage import open_database
+from .storage.base import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,9 @@ def make_pruner(ctx: Context) -> PeriodicCallback:
         try:
             removed = await ctx.store.prune_expired()
             await ctx.throttle.prune()
+        except SessionStoreUnavailable as exc:
+            log.warning("session pruning skipped: %s", exc)
+            return
         except Exception:
             log.exception("session pruning failed")
             return
@@ -89,6 +95,29 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
             f"PEM certificate chain and matching private key ({reason})"
         ) from None
     return context
+
+
+def _where(url: str) -> str:
+    """host:port of a service URL, for messages (never the password in it)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.hostname else "(socket)"
+
+
+async def _start_shared(settings: Settings, ctx: Context) -> bool:
+    """Reach the shared session store before listening; False (logged) if it is down."""
+    start = getattr(ctx.store, "start", None)
+    if start is None:
+        return True
+    try:
+        await start()
+        await ctx.hub.broker.start()
+    except SessionStoreUnavailable:
+        log.error(
+            "cannot reach Redis at %s (session-backend redis); start it or fix --redis-url",
+            _where(settings.redis_url),
+        )
+        return False
+    return True
 
 
 class _TrackedConnection:
@@ -261,8 +290,16 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     tls = ssl_context(settings)
     metrics_module = _metrics_support(settings)
     db = open_database(settings.db_url)
-    await db.migrate()
+    try:
+        await db.migrate()
+    except StorageUnavailable:
+        log.error("cannot reach the database at %s; start it or fix --db", _where(settings.db_url))
+        await db.close()
+        return EXIT_CONFIG
     ctx = make_context(settings, db=db)
+    if not await _start_shared(settings, ctx):
+        await _close(ctx, broker=True)
+        return EXIT_CONFIG
     snapshot = snapshot_path(settings.data_dir)
     restore_sessions(
         ctx.store, snapshot, (settings.session_secret, *settings.session_secret_previous)
@@ -283,7 +320,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     except OSError as exc:
         log.error("cannot listen: %s", exc)
         server.stop()
-        await _close(ctx)
+        await _close(ctx, broker=True)
         return EXIT_CONFIG
     pruner = make_pruner(ctx)
     pruner.start()
@@ -331,7 +368,11 @@ async def _drain(ctx: Context, server: DrainingHTTPServer, pruner: PeriodicCallb
     await _bounded("closing connections", server.close_all_connections(), 1.0)
 
 
-async def _close(ctx: Context) -> None:
+async def _close(ctx: Context, *, broker: bool = False) -> None:
+    """Release everything; `broker` when the chat hub's shutdown has not closed it."""
+    hub = getattr(ctx, "hub", None)
+    if broker and hub is not None:
+        await hub.broker.close()
     await ctx.store.close()
     await ctx.throttle.close()
     ctx.hasher.close()

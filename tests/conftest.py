@@ -203,9 +203,13 @@ def live_server(tmp_path):
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser():
-    """Headless Debian Chromium driven by Playwright (sync API; use in plain tests)."""
+    """Headless Debian Chromium driven by Playwright (sync API; use in plain tests).
+
+    Per test: Playwright's sync API keeps its event loop marked running while it is open,
+    which would break every later pytest-tornado test if this lived for the whole session.
+    """
     from tests.support import chromium_available, launch_browser, need
 
     need(chromium_available(), "Chromium not installed at /usr/bin/chromium")

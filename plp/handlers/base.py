@@ -13,7 +13,7 @@ from tornado.web import HTTPError
 from ..errors import ApiError
 from ..security import DEFAULT_HEADERS, HSTS, client_ip, origin_allowed, request_scheme
 from ..sessions.base import END_DISABLED, Session, SessionStoreUnavailable
-from ..storage.base import User
+from ..storage.base import StorageUnavailable, User
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -21,6 +21,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_JSON_BODY = 64 * 1024
+
+# A shared backend being down is an outage, not a bug: a clear 503 the client may retry.
+BACKEND_DOWN_RETRY_AFTER = "5"
+
+
+def backend_unavailable(exc: BaseException) -> ApiError:
+    """The 503 for a session store or database that cannot be reached."""
+    if isinstance(exc, StorageUnavailable):
+        message = "The database is unavailable; try again shortly."
+    else:
+        message = "Sessions are unavailable; try again shortly."
+    return ApiError(503, "unavailable", message, headers={"Retry-After": BACKEND_DOWN_RETRY_AFTER})
+
 
 ERROR_CODES = {
     400: "bad_request",
@@ -90,9 +103,7 @@ class BaseHandler(tornado.web.RequestHandler):
             try:
                 session = await ctx.store.get(token)
             except SessionStoreUnavailable as exc:
-                raise ApiError(
-                    503, "unavailable", "Sessions are unavailable; try again shortly."
-                ) from exc
+                raise backend_unavailable(exc) from exc
         if session is None:
             self.clear_session_cookie()
             return
@@ -194,6 +205,17 @@ class BaseHandler(tornado.web.RequestHandler):
             code=code,
         )
 
+    def _handle_request_exception(self, e: BaseException) -> None:
+        # Store or database down anywhere in a handler: answer 503 `unavailable`, not 500.
+        if isinstance(e, (SessionStoreUnavailable, StorageUnavailable)):
+            log.warning("%s: backend unavailable (%s)", self.request.path, e)
+            try:
+                raise backend_unavailable(e) from e
+            except ApiError as api:
+                super()._handle_request_exception(api)
+            return
+        super()._handle_request_exception(e)
+
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, HTTPError):
             return  # client errors are in the access log; no traceback for them
@@ -213,6 +235,10 @@ class ApiHandler(BaseHandler):
         super().set_default_headers()
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
+
+    async def prepare(self) -> None:
+        check_body_size(self)  # every endpoint, whether or not it reads the body
+        await super().prepare()
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         code, message, fields = self.error_info(status_code, kwargs)
@@ -234,8 +260,11 @@ class ApiHandler(BaseHandler):
         if not body.strip():
             raise ApiError(400, "bad_request", "The request body must be a JSON object.")
         try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            # UTF-8 only (RFC 8259): json.loads on bytes would also guess UTF-16/32.
+            data = json.loads(body.decode("utf-8"))
+            # Lone surrogates ("\ud800") parse, but can be neither stored nor logged.
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except (ValueError, RecursionError):
             raise ApiError(400, "bad_request", "The request body is not valid JSON.") from None
         if not isinstance(data, dict):
             raise ApiError(400, "bad_request", "The request body must be a JSON object.")

@@ -33,6 +33,17 @@ class NotFound(StorageError):
     """The record asked for does not exist."""
 
 
+class CannotOpen(StorageError):
+    """The database cannot be opened or migrated (bad path, not a database, newer schema)."""
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be reached (e.g. PostgreSQL restarting); the request gets 503.
+
+    Not a StorageError: it says nothing about the data, and the operation may be retried.
+    """
+
+
 def utcnow() -> _dt.datetime:
     """Aware UTC now, truncated to milliseconds like every stored timestamp."""
     now = _dt.datetime.now(_dt.UTC)
