@@ -14,7 +14,7 @@ import pytest
 
 from plp.snapshot import SNAPSHOT_NAME
 from tests.support import LIVE_SECRET, ROOT, LiveServer, need
-from tests.test_deploy import Web
+from tests.test_deploy import Chat, Web, run_async
 
 pytestmark = pytest.mark.slow
 
@@ -150,6 +150,21 @@ def test_binary_serves_pages_static_and_accounts(binary_server):
     )
     assert status == 400 and "common" in str(body).lower()
     assert web.me() == 200
+
+    async def chat() -> dict:
+        conn = await Chat.open(web)
+        await conn.send({"type": "join", "channel": 1})
+        await conn.expect("joined", channel=1)
+        await conn.send({"type": "send", "channel": 1, "text": "hi from the binary"})
+        frame = await conn.expect("message", channel=1)
+        await conn.shut()
+        return frame
+
+    frame = run_async(chat)
+    assert frame["message"]["text"] == "hi from the binary"
+    assert frame["message"]["author"]["username"] == "binary.kid"
+    status, _, body = web.request("/api/channels/1/messages")
+    assert [m["text"] for m in body["messages"]] == ["hi from the binary"]
 
 
 def test_binary_restarts_gracefully_keeping_sessions(binary_server, installed):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import http.client
 import json
@@ -397,6 +398,15 @@ def test_production_over_tls(live_server, tmp_path):
     assert "secure" in attributes and "httponly" in attributes and "path=/" in attributes
     assert not any(a.startswith("domain") for a in attributes)
     assert web.me() == 200
+
+    async def chat() -> str:
+        conn = await Chat.open(web, origin=server.url)  # wss, same origin
+        await conn.send({"type": "ping"})
+        frame = await conn.expect("pong")
+        await conn.shut()
+        return frame["type"]
+
+    assert run_async(chat) == "pong"
     # The certificate really is the one served.
     context = ssl.create_default_context(cafile=str(cert))
     conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=context, timeout=10)
@@ -656,3 +666,117 @@ def test_behind_nginx(nginx_front):
     assert _session_ip(web) == "127.0.0.1"
     status, _, _ = web.request("/metrics")
     assert status == 404
+
+    # Chat through nginx's WebSocket location, with the Origin a browser would send.
+    async def chat() -> dict:
+        conn = await Chat.open(web, origin=front.url)
+        await conn.send({"type": "join", "channel": 1})
+        await conn.expect("joined", channel=1)
+        await conn.send({"type": "send", "channel": 1, "text": "via nginx", "clientId": "n"})
+        frame = await conn.expect("message", clientId="n")
+        await conn.shut()
+        return frame
+
+    assert run_async(chat)["message"]["text"] == "via nginx"
+
+
+# -- chat across a restart -------------------------------------------------------------------
+
+
+def run_async(make_coro: Any) -> Any:
+    """Run a coroutine on a fresh event loop in a worker thread (independent of pytest's)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, make_coro()).result(120)
+
+
+class Chat:
+    """A real WebSocket to /ws/chat with the session cookie of a `Web` client."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.seen: list[dict[str, Any]] = []
+
+    @classmethod
+    async def open(cls, web: Web, origin: str | None = None) -> Chat:
+        from tornado.httpclient import HTTPRequest
+        from tornado.websocket import websocket_connect
+
+        name = next(n for n in web.cookies if n.endswith("plp_session"))
+        headers = {"Cookie": f"{name}={web.cookies[name]}"}
+        if origin is not None:
+            headers["Origin"] = origin
+        request = HTTPRequest(web.server.ws_url + "/ws/chat", headers=headers, validate_cert=False)
+        chat = cls(await websocket_connect(request))
+        await chat.expect("hello")
+        return chat
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.conn.write_message(json.dumps(frame))
+
+    async def expect(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """The next frame of that type (and those field values), skipping others."""
+        while True:
+            raw = await asyncio.wait_for(self.conn.read_message(), 30)
+            assert raw is not None, f"closed ({self.conn.close_code}) waiting for {kind}"
+            frame = json.loads(raw)
+            self.seen.append(frame)
+            if frame.get("type") == kind and all(frame.get(k) == v for k, v in fields.items()):
+                return frame
+
+    async def close_code(self) -> int | None:
+        """Read until the server closes; its close code."""
+        while await asyncio.wait_for(self.conn.read_message(), 30) is not None:
+            pass
+        self.conn.close()
+        return self.conn.close_code
+
+    async def shut(self) -> None:
+        """Close from our side and wait for the server's close frame."""
+        self.conn.close()
+        while await asyncio.wait_for(self.conn.read_message(), 30) is not None:
+            pass
+
+
+def test_sigterm_during_chat_keeps_sessions_and_acknowledged_messages(live_server):
+    server = live_server()
+    alice, bob = Web(server), Web(server)
+    assert alice.register("alice") == 201 and bob.register("bob") == 201
+
+    async def lesson() -> tuple[list[int], int | None, int | None]:
+        a, b = await Chat.open(alice), await Chat.open(bob)
+        for chat in (a, b):
+            await chat.send({"type": "join", "channel": 1})
+            await chat.expect("joined", channel=1)
+        acked = []
+        for i in range(3):
+            await a.send({"type": "send", "channel": 1, "text": f"line {i}", "clientId": f"c{i}"})
+            acked.append((await a.expect("message", clientId=f"c{i}"))["message"]["id"])
+        await b.expect("message", channel=1)
+        server.proc.send_signal(signal.SIGTERM)
+        return acked, await a.close_code(), await b.close_code()
+
+    acked, code_a, code_b = run_async(lesson)
+    assert (code_a, code_b) == (1001, 1001)
+    assert server.proc.wait(30) == 0
+    server.stop()
+
+    again = restart(server.data_dir, alice)
+    bob.server = again
+    assert alice.me() == 200 and bob.me() == 200  # nobody was logged out
+    status, _, body = alice.request("/api/channels/1/messages")
+    assert status == 200
+    assert [m["id"] for m in body["messages"]] == acked
+    assert [m["text"] for m in body["messages"]] == ["line 0", "line 1", "line 2"]
+
+    async def reconnect() -> str:
+        chat = await Chat.open(alice)
+        await chat.send({"type": "join", "channel": 1})
+        await chat.expect("joined", channel=1)
+        await chat.send({"type": "send", "channel": 1, "text": "back again", "clientId": "r"})
+        frame = await chat.expect("message", clientId="r")
+        await chat.shut()
+        return frame["message"]["text"]
+
+    assert run_async(reconnect) == "back again"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import socket
@@ -17,7 +18,7 @@ from plp.app import make_context
 from plp.config import Settings
 from plp.storage.sqlite import SQLiteDatabase
 from tests.support import LiveServer, free_port
-from tests.test_deploy import Web, run_plp
+from tests.test_deploy import Chat, Web, run_async, run_plp
 
 
 def scrape(port: int, host: str = "127.0.0.1") -> dict[str, float]:
@@ -69,11 +70,7 @@ def other_local_addresses() -> list[str]:
 @pytest.fixture
 def metered(live_server) -> tuple[LiveServer, int]:
     port = free_port()
-    server = live_server(
-        args=["--metrics-port", str(port)],
-        env={"PLP_SESSION_PRUNE_INTERVAL": "0.2", "PLP_SESSION_MAX_AGE": "2"},
-    )
-    return server, port
+    return live_server(args=["--metrics-port", str(port)]), port
 
 
 def test_metrics_listener_is_bound_to_loopback_only(metered):
@@ -117,6 +114,33 @@ def test_figures_move_with_logins_and_requests(metered):
     assert after["plp_chat_sockets_open"] == 0
 
 
+def test_chat_sockets_and_messages_counted(metered):
+    server, port = metered
+    web = Web(server)
+    assert web.register("chatty") == 201
+
+    async def talk() -> tuple[dict[str, float], dict[str, float]]:
+        chat = await Chat.open(web)
+        await chat.send({"type": "join", "channel": 1})
+        await chat.expect("joined", channel=1)
+        for i in range(2):
+            await chat.send({"type": "send", "channel": 1, "text": f"m{i}", "clientId": str(i)})
+            await chat.expect("message", clientId=str(i))
+        during = await asyncio.get_running_loop().run_in_executor(None, scrape, port)
+        await chat.shut()
+        return during, {}
+
+    before = scrape(port)
+    during, _ = run_async(talk)
+    assert before["plp_chat_sockets_open"] == 0
+    assert during["plp_chat_sockets_open"] == 1
+    assert during["plp_chat_messages_stored_total"] == before["plp_chat_messages_stored_total"] + 2
+    deadline = time.monotonic() + 30
+    while scrape(port)["plp_chat_sockets_open"] != 0:  # the server sees the close shortly
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
 def test_throttles_counted(live_server):
     port = free_port()
     server = live_server(
@@ -131,8 +155,12 @@ def test_throttles_counted(live_server):
     assert figures['plp_http_requests_total{status="429"}'] == 1
 
 
-def test_pruner_runs_are_recorded(metered):
-    server, port = metered
+def test_pruner_runs_are_recorded(live_server):
+    port = free_port()
+    server = live_server(
+        args=["--metrics-port", str(port)],
+        env={"PLP_SESSION_PRUNE_INTERVAL": "0.2", "PLP_SESSION_MAX_AGE": "2"},
+    )
     assert Web(server).register("shortlived") == 201
     # Session max age is 2 s and the pruner runs every 0.2 s: wait for it to remove one.
     deadline = time.monotonic() + 30
