@@ -129,25 +129,9 @@ class Metrics:
 
 
 def open_sockets(ctx: Context) -> int:
-    """Open chat sockets per the chat hub, or 0 when there is no hub (yet)."""
-    counter = ctx.extras.get("open_sockets")
-    if callable(counter):
-        return int(counter())
-    hub = getattr(ctx, "hub", None) or ctx.extras.get("hub")
-    if hub is None:
-        return 0
-    for name in ("count", "socket_count", "connection_count"):
-        value = getattr(hub, name, None)
-        if value is not None:
-            return int(value() if callable(value) else value)
-    for name in ("sockets", "connections", "clients"):
-        value = getattr(hub, name, None)
-        if value is not None:
-            try:
-                return len(value)
-            except TypeError:
-                continue
-    return 0
+    """Open chat sockets in this process, from the chat hub."""
+    hub = getattr(ctx, "hub", None)
+    return hub.count() if hub is not None else 0
 
 
 def _chain(first: Callable[..., None] | None, second: Callable[..., None]) -> Callable[..., None]:

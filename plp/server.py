@@ -235,7 +235,7 @@ class _Shutdown:
             self._previous[sig] = signal.getsignal(sig)
             self.loop.add_signal_handler(sig, self._first, sig)
 
-    def _first(self, sig: int) -> None:
+    def _first(self, sig: signal.Signals) -> None:
         log.info("received %s: shutting down (send it again to exit at once)", sig.name)
         self._first_at = time.monotonic()
         for other in self._previous:

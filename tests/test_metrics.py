@@ -228,16 +228,3 @@ def test_each_context_has_its_own_registry(tmp_path):
     finally:
         for ctx in contexts:
             ctx.hasher.close()
-
-
-def test_open_sockets_reads_the_hub_when_there_is_one(tmp_path):
-    from plp.metrics import open_sockets
-
-    settings = Settings(data_dir=str(tmp_path), db=str(tmp_path / "x.db"), session_secret="s" * 40)
-    ctx = make_context(settings, db=SQLiteDatabase(settings.db_url))
-    try:
-        assert open_sockets(ctx) == 0
-        ctx.extras["open_sockets"] = lambda: 7
-        assert open_sockets(ctx) == 7
-    finally:
-        ctx.hasher.close()
