@@ -159,3 +159,19 @@ def test_bad_flags_exit_2_without_traceback(tmp_path, data_dir):
         assert code == 2, args
         assert "Traceback" not in err
         assert len(err.strip().splitlines()) == 1, err
+
+
+def test_unusable_tls_files_and_readable_key(tmp_path, data_dir):
+    cert = tmp_path / "cert.pem"
+    key = tmp_path / "key.pem"
+    cert.write_text("not a certificate\n")
+    key.write_text("not a key\n")
+    key.chmod(0o644)
+    code, out, _ = run_check(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key), env=PROD)
+    assert code == 1
+    assert "ERROR: --tls-cert" in out and "not a valid PEM certificate chain" in out
+    assert f"ERROR: TLS key {key} is readable by others" in out
+    # The same files in development: warnings only.
+    code, out, _ = run_check(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key))
+    assert code == 0
+    assert "WARNING: --tls-cert" in out
