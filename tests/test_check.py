@@ -92,7 +92,10 @@ def test_production_without_tls_or_trust_proxy(tmp_path, data_dir):
     assert out.startswith("OK")
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     code, out, _ = run_check(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key), env=PROD)
-    assert (code, out.split(":")[0]) == (0, "OK")
+    # TLS is configured, so "production without TLS" is gone; the missing files are reported.
+    assert code == 1
+    assert "production without TLS" not in out
+    assert out.startswith("ERROR: --tls-cert") and str(cert) in out
 
 
 def test_plain_http_origins_only_matter_in_production(tmp_path, data_dir):
