@@ -304,6 +304,20 @@ async def test_text_limits(ctx, peer):
 
 
 @pytest.mark.gen_test(timeout=20)
+async def test_unstorable_text_is_refused(ctx, peer):
+    alice = await peer("alice")
+    await alice.join()
+    # NUL (PostgreSQL cannot store it) and a lone surrogate (not encodable as UTF-8),
+    # written as JSON escapes exactly as a hostile client would send them.
+    for escaped in ("a\\u0000b", "a\\ud800b"):
+        raw = '{"type": "send", "channel": 1, "clientId": "u", "text": "' + escaped + '"}'
+        await alice.conn.write_message(raw)
+        await alice.expect("error", code="bad_request", ref="u")
+    assert await ctx.db.list_messages(1) == []
+    await alice.roundtrip()
+
+
+@pytest.mark.gen_test(timeout=20)
 async def test_binary_frame_closes_1003(peer):
     alice = await peer("alice")
     await alice.conn.write_message(b"\x00\x01", binary=True)

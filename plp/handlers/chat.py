@@ -33,8 +33,8 @@ from ..chat.limits import RefusalWindow, TokenBucket
 from ..chat.wire import text_frame
 from ..errors import ApiError
 from ..security import origin_allowed
-from ..sessions.base import END_DISABLED
-from ..storage.base import CHANNEL_KINDS, ChannelNameTaken, NotFound, User
+from ..sessions.base import END_DISABLED, SessionStoreUnavailable
+from ..storage.base import CHANNEL_KINDS, ChannelNameTaken, NotFound, StorageUnavailable, User
 from .api import parse_id
 from .base import ApiHandler
 from .pages import PageHandler
@@ -56,6 +56,9 @@ REFUSALS_LIMIT = 20  # more refused frames than this ...
 REFUSALS_WINDOW = 10.0  # ... within this many seconds: close 1008
 PENDING_MAX = 1024 * 1024  # a socket with more queued output than this is too slow: 1008
 SILENCE_DEFAULT = 60.0  # a peer heard nothing from for this long is dropped
+CLOSE_TRY_AGAIN = 1013  # the session store or database is unreachable: reconnect later
+# NUL cannot be stored by PostgreSQL and lone surrogates cannot be encoded as UTF-8.
+UNSTORABLE_RE = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def public_user(user: User) -> dict[str, Any]:
@@ -404,6 +407,11 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
             await self.handle(message)
         except FrameError as exc:
             self.refuse(exc)
+        except (SessionStoreUnavailable, StorageUnavailable):
+            # Nothing was acknowledged; the client reconnects with back-off and resends.
+            log.warning("chat frame refused: session store or database unavailable")
+            if self.sub is not None:
+                self.hub.drop(self.sub, CLOSE_TRY_AGAIN, "service unavailable, try again")
 
     async def handle(self, message: str) -> None:
         try:
@@ -494,6 +502,10 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
             raise FrameError("bad_request", "The message is empty.", ref)
         if len(text) > TEXT_MAX:
             raise FrameError("too_long", f"Messages are at most {TEXT_MAX} characters.", ref)
+        if UNSTORABLE_RE.search(text):
+            raise FrameError(
+                "bad_request", "The message contains characters that cannot be stored.", ref
+            )
         sub = self.sub
         assert sub is not None
         if channel_id not in sub.channels:
