@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,7 +327,6 @@ def start_plp(data_dir: Path, logs: Path, extra: list[str] | None = None) -> Ser
         "PLP_ENV": "production",
         "SESSION_SECRET": SECRET,
         "PYTHONUNBUFFERED": "1",
-        **({"PYTHONASYNCIODEBUG": "1"} if os.environ.get("BENCH_ASYNCIO_DEBUG") else {}),
     }
     argv = [
         sys.executable,
@@ -443,9 +441,6 @@ def phase_store(cfg: Config, res: Results) -> list[dict[str, float]]:
 
 
 # ----------------------------------------------------------------------------- report
-
-TARGETS: list[tuple[str, str, str, Callable[[Results], bool | None]]] = []
-
 
 def table(res: Results) -> str:
     def fmt(name: str, digits: int = 0) -> str:
