@@ -442,6 +442,7 @@ def phase_store(cfg: Config, res: Results) -> list[dict[str, float]]:
 
 # ----------------------------------------------------------------------------- report
 
+
 def table(res: Results) -> str:
     def fmt(name: str, digits: int = 0) -> str:
         value = res.get(name)
