@@ -6,6 +6,7 @@ import sqlite3
 
 import pytest
 
+from plp.sessions.base import hash_token
 from plp.sessions.cookie import VERIFIED_CACHE_SIZE, CookieSigner
 from plp.storage.sqlite import SQLiteDatabase
 from tests.conftest import body
@@ -24,22 +25,24 @@ def test_cached_cookie_still_expires_with_its_signature():
     signer = CookieSigner("plp_session", "s" * 40, (), 3600.0, clock=clock)
     value = signer.sign("token-1")  # signed at real time; the clock below moves past it
     clock.now = float(value.split("|")[2].split(":")[1])
-    assert signer.unsign(value) == ("token-1", False)
-    assert signer.unsign(value) == ("token-1", False)  # from the cache
+    assert signer.session_key(value) == (hash_token("token-1"), None)
+    assert signer.session_key(value) == (hash_token("token-1"), None)  # from the cache
     clock.now += 3601
-    assert signer.unsign(value) == (None, False)
-    assert signer.unsign(value) == (None, False)  # and not cached as valid again
+    assert signer.session_key(value) == (None, None)
+    assert signer.session_key(value) == (None, None)  # and not cached as valid again
 
 
 def test_cookie_cache_refuses_tampered_values_and_is_bounded():
     signer = CookieSigner("plp_session", "s" * 40, (), 3600.0)
     value = signer.sign("token-2")
-    assert signer.unsign(value)[0] == "token-2"
+    assert signer.session_key(value)[0] == hash_token("token-2")
+    # The cache never holds a raw token, only the store key.
+    assert all("token-2" not in str(entry) for entry in signer._verified.values())
     tampered = value[:-1] + ("0" if value[-1] != "0" else "1")
-    assert signer.unsign(tampered) == (None, False)
+    assert signer.session_key(tampered) == (None, None)
     assert tampered not in signer._verified
     for i in range(VERIFIED_CACHE_SIZE + 10):
-        signer.unsign(signer.sign(f"t{i}"))
+        signer.session_key(signer.sign(f"t{i}"))
     assert len(signer._verified) == VERIFIED_CACHE_SIZE
     signer.forget(signer.sign("gone"))  # forgetting an unknown value is harmless
 
@@ -48,8 +51,10 @@ def test_old_key_reissue_survives_the_cache():
     old = CookieSigner("plp_session", "o" * 40, (), 3600.0)
     value = old.sign("token-3")
     signer = CookieSigner("plp_session", "n" * 40, ("o" * 40,), 3600.0)
-    assert signer.unsign(value) == ("token-3", True)
-    assert signer.unsign(value) == ("token-3", True)
+    # Old-key values are never cached: each use asks for a re-issue under the new key.
+    assert signer.session_key(value) == (hash_token("token-3"), "token-3")
+    assert signer.session_key(value) == (hash_token("token-3"), "token-3")
+    assert value not in signer._verified
 
 
 def test_user_cache_sees_changes_from_other_connections(tmp_path, io_loop):

@@ -106,11 +106,11 @@ class BaseHandler(tornado.web.RequestHandler):
         raw = parse_cookie(header).get(ctx.settings.cookie_name)
         if not raw:
             return
-        token, reissue = ctx.signer.unsign(raw)
+        key, reissue = ctx.signer.session_key(raw)
         session = None
-        if token is not None:
+        if key is not None:
             try:
-                session = await ctx.store.get(token)
+                session = await ctx.store.get_by_key(key)
             except SessionStoreUnavailable as exc:
                 raise backend_unavailable(exc) from exc
         if session is None:
@@ -126,8 +126,8 @@ class BaseHandler(tornado.web.RequestHandler):
         await ctx.store.touch(session)
         self.session = session
         self.current_user = user
-        if reissue:
-            self.set_session_cookie(token)
+        if reissue is not None:
+            self.set_session_cookie(reissue)
 
     def get_current_user(self) -> User | None:
         return None  # set by prepare(); get_current_user cannot await

@@ -7,8 +7,11 @@ from collections.abc import Callable
 
 from tornado.web import create_signed_value, decode_signed_value
 
+from .base import hash_token
+
 # Cookie values whose signature was checked, so a busy session pays for one HMAC, not one
-# per request. Bounded: the oldest entry goes first. Only values that verified are kept.
+# per request. Bounded: the oldest entry goes first. Only values signed with the current key
+# are kept, and they map to the store key (the token's hash), never to the raw token.
 VERIFIED_CACHE_SIZE = 4096
 
 
@@ -29,8 +32,8 @@ class CookieSigner:
         self.max_age = max_age
         self.max_age_days = max_age / 86400.0
         self.clock = clock
-        # value -> (token, signed with an old key, signature valid until)
-        self._verified: dict[str, tuple[str, bool, float]] = {}
+        # value -> (store key, signature valid until)
+        self._verified: dict[str, tuple[str, float]] = {}
 
     def sign(self, token: str) -> str:
         """The cookie value for a session token."""
@@ -38,12 +41,6 @@ class CookieSigner:
 
     def unsign(self, value: str) -> tuple[str | None, bool]:
         """(token, signed-with-an-old-key) for a cookie value; (None, False) if invalid."""
-        hit = self._verified.get(value)
-        if hit is not None:
-            if self.clock() <= hit[2]:
-                return hit[0], hit[1]
-            del self._verified[value]
-            return None, False
         # Only v2 values: Tornado logs bad v1 values verbatim, and a cookie never goes in a log.
         if not value.startswith("2|") or len(value) > 1024:
             return None, False
@@ -53,18 +50,37 @@ class CookieSigner:
             )
             if raw is not None:
                 try:
-                    token = raw.decode("ascii")
+                    return raw.decode("ascii"), index > 0
                 except UnicodeDecodeError:
                     return None, False
-                self._remember(value, token, index > 0)
-                return token, index > 0
         return None, False
+
+    def session_key(self, value: str) -> tuple[str | None, str | None]:
+        """(store key, token to re-issue under the current key) for a cookie value.
+
+        The key is None for an invalid value; the token is None unless the value was signed
+        with a previous secret and must be re-issued.
+        """
+        hit = self._verified.get(value)
+        if hit is not None:
+            if self.clock() <= hit[1]:
+                return hit[0], None
+            del self._verified[value]
+            return None, None
+        token, old_key = self.unsign(value)
+        if token is None:
+            return None, None
+        key = hash_token(token)
+        if old_key:
+            return key, token
+        self._remember(value, key)
+        return key, None
 
     def forget(self, value: str) -> None:
         """Drop a value from the verified cache (its session ended or was never live)."""
         self._verified.pop(value, None)
 
-    def _remember(self, value: str, token: str, old_key: bool) -> None:
+    def _remember(self, value: str, key: str) -> None:
         # A verified v2 value is "2|1:K|10:TIMESTAMP|..."; Tornado accepts it until
         # TIMESTAMP + max age, and so does the cache.
         try:
@@ -74,4 +90,4 @@ class CookieSigner:
         cache = self._verified
         if len(cache) >= VERIFIED_CACHE_SIZE:
             del cache[next(iter(cache))]
-        cache[value] = (token, old_key, signed_at + self.max_age)
+        cache[value] = (key, signed_at + self.max_age)
