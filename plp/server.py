@@ -73,7 +73,7 @@ async def _start_shared(settings: Settings, ctx: Context) -> bool:
         return True
     try:
         await start()
-        await ctx.hub.broker.start()
+        await ctx.hub.start()
     except SessionStoreUnavailable:
         log.error(
             "cannot reach Redis at %s (session-backend redis); start it or fix --redis-url",
@@ -94,7 +94,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
         return EXIT_CONFIG
     ctx = make_context(settings, db=db)
     if not await _start_shared(settings, ctx):
-        await ctx.hub.broker.close()
+        await ctx.hub.close()
         await ctx.store.close()
         await ctx.throttle.close()
         ctx.hasher.close()
