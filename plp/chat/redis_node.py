@@ -284,6 +284,7 @@ class RedisNode:
         self._dirty = True  # nothing written yet: the first batch writes the whole truth
         self._closed = False
         self._started = False
+        self._synced = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -293,6 +294,7 @@ class RedisNode:
             return
         try:
             await self.beat()
+            await self._resync()  # now, so the first changes are not coalesced
         except Exception as exc:
             if _is_down(exc):
                 raise SessionStoreUnavailable("cannot register this process in Redis") from exc
@@ -435,7 +437,10 @@ class RedisNode:
         except BaseException:
             self._dirty = True
             raise
-        log.info(
+        synced, self._synced = self._synced, True
+        # The first write at start is routine; later ones follow an outage or a reaping.
+        log.log(
+            logging.INFO if synced else logging.DEBUG,
             "shared chat state written for this process (%d socket keys, %d presences)",
             len(truth["ws"]),
             len(truth["pr"]),
