@@ -458,11 +458,13 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
         self.kinds[channel_id] = channel.kind
         sub = self.sub
         self.hub.join(sub, channel_id)
-        self.send_event({"type": "joined", "channel": channel_id})
-        # Everyone online, in every process (a Redis round trip with session-backend redis).
+        # Everyone online, in every process (with session-backend redis a Redis round trip,
+        # queued after this socket's own arrival: once `joined` is sent, every process
+        # counts the user as online here).
         others = await self.hub.presence.others(channel_id, sub.user_id)
         if channel_id not in sub.channels:
             return  # left, closed or the channel deleted meanwhile
+        self.send_event({"type": "joined", "channel": channel_id})
         for user in others:
             self.send_event(
                 {"type": "presence", "channel": channel_id, "user": user, "status": "online"}
