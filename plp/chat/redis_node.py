@@ -310,6 +310,14 @@ class RedisNode:
         # No cancelling a task inside a Redis call (the client may swallow the cancellation):
         # the worker stops at a sentinel after writing what was queued before it.
         if self._worker is not None and self._queue is not None:
+            # Queued changes are moot: the withdrawal below removes all of this node's entries.
+            waiting = []
+            while not self._queue.empty():
+                op = self._queue.get_nowait()
+                if op is not None and op.future is not None:
+                    waiting.append(op)
+            for op in waiting:
+                self._queue.put_nowait(op)
             self._queue.put_nowait(None)
             await asyncio.wait([self._worker], timeout=CLOSE_TIMEOUT)
         if self._beater is not None:
