@@ -18,6 +18,7 @@ setup(
         "redis": ["redis>=5"],
         "postgres": ["psycopg[binary]>=3.1", "psycopg-pool>=3.2"],
         "metrics": ["prometheus-client>=0.20"],
+        "binary": ["pyinstaller>=6.10"],
         "test": [
             "pytest>=8,<10",
             "pytest-tornado==0.8.1",
@@ -28,6 +29,8 @@ setup(
             "psycopg[binary]>=3.1",
             "psycopg-pool>=3.2",
             "prometheus-client>=0.20",
+            "pyinstaller>=6.10",
+            "cryptography>=42",
         ],
     },
     entry_points={"console_scripts": ["plp = plp.cli:main"]},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -25,7 +26,9 @@ from .throttle import Throttle, make_throttle
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
+# Templates and static files sit beside the package; in the one-file binary PyInstaller
+# unpacks them under sys._MEIPASS instead (see scripts/build-binary).
+ROOT = Path(getattr(sys, "_MEIPASS", "") or Path(__file__).resolve().parent.parent)
 TEMPLATE_PATH = ROOT / "templates"
 STATIC_PATH = ROOT / "static"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 from .storage.base import Database, iso, utcnow
 
@@ -40,6 +41,8 @@ class Auditor:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Called with the event name after each record (metrics count logins this way).
+        self.listeners: list[Callable[[str], None]] = []
 
     async def record(
         self,
@@ -63,6 +66,11 @@ class Auditor:
             "detail": clean,
         }
         audit_log.info("%s", json.dumps(line, sort_keys=True))
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("audit listener failed for %s", event)
         try:
             await self.db.add_audit(event, user_id=user_id, username=username, ip=ip, detail=clean)
         except Exception:

@@ -52,6 +52,17 @@ def find_risks(settings: Settings) -> list[str]:
     if not settings.db_url.startswith("postgres") and db.exists():
         if db.stat().st_mode & stat.S_IROTH:
             risks.append(f"database file {db} is world-readable (chmod 600 it)")
+    if settings.tls:
+        from .config import ConfigError
+        from .server import ssl_context
+
+        try:
+            ssl_context(settings)
+        except ConfigError as exc:
+            risks.append(str(exc))
+        key = Path(settings.tls_key)
+        if key.is_file() and key.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
+            risks.append(f"TLS key {key} is readable by others (chmod 600 it)")
     if settings.metrics_port and settings.metrics_port == settings.port:
         risks.append("metrics-port is the same as port")
     return risks

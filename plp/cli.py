@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from .config import ConfigError, Settings, ensure_secret, from_env, options_help, parse_options
+from .storage.base import CannotOpen
 
 USAGE = """usage: plp [serve] [--setting value ...]
        plp create-user --username U --role student|teacher|admin [--display-name N]
@@ -39,7 +40,7 @@ def _take(args: list[str], name: str) -> tuple[str | None, list[str]]:
     while i < len(args):
         arg = args[i]
         if arg == f"--{name}":
-            if i + 1 >= len(args):
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
                 raise ConfigError(f"--{name} needs a value")
             value = args[i + 1]
             i += 2
@@ -78,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_checks(load_settings(rest))
     except ConfigError as exc:
         return _fail(str(exc))
+    except CannotOpen as exc:
+        return _fail(f"{exc} (check --db / PLP_DB and --data-dir / PLP_DATA_DIR)")
     return _fail(f"unknown command {command!r} (expected serve, create-user or check)")
 
 

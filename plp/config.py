@@ -89,22 +89,32 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError("expected 1/true/yes or 0/false/no")
 
 
+def _int(raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ValueError("must be a whole number") from None
+
+
 def _positive_int(raw: str) -> int:
-    value = int(raw)
+    value = _int(raw)
     if value < 1:
         raise ValueError("must be a whole number of at least 1")
     return value
 
 
 def _port(raw: str) -> int:
-    value = int(raw)
+    value = _int(raw)
     if not 0 <= value <= 65535:
         raise ValueError("must be a port number from 0 to 65535")
     return value
 
 
 def _seconds(raw: str) -> float:
-    value = float(raw)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("must be a positive number of seconds") from None
     if not value > 0 or value != value or value == float("inf"):
         raise ValueError("must be a positive number of seconds")
     return value
@@ -121,7 +131,7 @@ def _choice(*allowed: str) -> Callable[[str], str]:
 
 
 def _bcrypt_rounds(raw: str) -> int:
-    value = int(raw)
+    value = _int(raw)
     if not 4 <= value <= 31:
         raise ValueError("must be from 4 to 31")
     return value
@@ -138,7 +148,9 @@ def _origins(raw: str) -> tuple[str, ...]:
         item = item.strip()
         if not item:
             continue
-        if item == "*" or not _ORIGIN_RE.match(item):
+        match = _ORIGIN_RE.match(item)
+        port = (match.group(1) or match.group(2) or ":0")[1:] if match else ""
+        if item == "*" or not match or int(port) > 65535:
             raise ValueError(f"{item!r} is not an exact scheme://host[:port] origin")
         origins.append(item.lower())
     return tuple(origins)
@@ -175,16 +187,26 @@ def _path(raw: str) -> str:
     return raw
 
 
-def _text(raw: str) -> str:
-    return raw
+def _host(raw: str) -> str:
+    value = raw.strip()
+    # An empty host would make Tornado listen on every interface: never by accident.
+    if not value or any(ch.isspace() for ch in value) or "\x00" in value:
+        raise ValueError("must be an address or host name, e.g. 127.0.0.1 (0.0.0.0 for all)")
+    return value
+
+
+def _dir(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return _path(raw)
 
 
 # name -> (parser, is_switch, help)
 OPTIONS: dict[str, tuple[Callable[[str], Any], bool, str]] = {
     "env": (_choice("development", "production"), False, "development or production"),
-    "host": (_text, False, "address to listen on"),
+    "host": (_host, False, "address to listen on"),
     "port": (_port, False, "TCP port to listen on"),
-    "data-dir": (_path, False, "directory for the database, secret and snapshot"),
+    "data-dir": (_dir, False, "directory for the database, secret and snapshot"),
     "db": (_db, False, "SQLite file path or postgresql:// URL"),
     "session-idle-timeout": (_seconds, False, "seconds without activity before a session ends"),
     "session-max-age": (_seconds, False, "seconds after login before a session ends"),
@@ -301,18 +323,24 @@ def ensure_secret(settings: Settings) -> Settings:
     if settings.production:
         raise ConfigError("SESSION_SECRET is not set; production refuses to start without it")
     data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = data_dir / SECRET_FILE_NAME
     try:
-        secret = path.read_text().strip()
-    except FileNotFoundError:
-        secret = ""
-    if len(secret) < MIN_SECRET_LENGTH:
-        secret = secrets.token_urlsafe(48)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secret + "\n")
-    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            secret = path.read_text().strip()
+        except FileNotFoundError:
+            secret = ""
+        if len(secret) < MIN_SECRET_LENGTH:
+            secret = secrets.token_urlsafe(48)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secret + "\n")
+        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"cannot keep the development SESSION_SECRET in --data-dir {str(data_dir)!r}: {reason}"
+        ) from None
     return settings.replace(session_secret=secret)
 
 
@@ -322,9 +350,14 @@ def options_help() -> str:
     defaults = Settings()
     for name, (_parse, switch, text) in OPTIONS.items():
         default = getattr(defaults, _field_name(name))
-        shown = "off" if switch else (",".join(default) if isinstance(default, tuple) else default)
-        if name == "chat-rate":
-            shown = "5/5"
+        if switch:
+            shown = "off"
+        elif name == "chat-rate":
+            shown = f"{default[0]}/{default[1]:g}"
+        elif isinstance(default, tuple):
+            shown = ",".join(default)
+        else:
+            shown = default
         if name == "db":
             shown = f"<data-dir>/{DEFAULT_DB_FILE}"
         lines.append(f"  --{name:<28} {text} [{shown}]")

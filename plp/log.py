@@ -31,6 +31,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        access = getattr(record, "access", None)
+        if isinstance(access, dict):
+            data.update(access)
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
         return json.dumps(data)
@@ -51,8 +54,13 @@ def setup_logging(fmt: str = "text", level: str = "info") -> None:
 
 
 def log_request(handler: RequestHandler) -> None:
-    """One line per request: status, method, scrubbed URI, duration; no cookies or bodies."""
+    """One line per request: status, method, scrubbed URI, duration; no cookies or bodies.
+
+    Also feeds `ctx.extras["on_request"](status, seconds)` (metrics) when it is set.
+    """
     status = handler.get_status()
+    request = handler.request
+    seconds = request.request_time()
     if status < 400:
         level = logging.INFO
     elif status < 500:
@@ -60,12 +68,24 @@ def log_request(handler: RequestHandler) -> None:
     else:
         level = logging.ERROR
     if access_log.isEnabledFor(level):
-        request = handler.request
+        uri = scrub_uri(request.uri or "")
         access_log.log(
             level,
             "%d %s %s %.1fms",
             status,
             request.method,
-            scrub_uri(request.uri or ""),
-            1000.0 * request.request_time(),
+            uri,
+            1000.0 * seconds,
+            extra={
+                "access": {
+                    "status": status,
+                    "method": request.method,
+                    "uri": uri,
+                    "ms": round(1000.0 * seconds, 1),
+                }
+            },
         )
+    ctx = getattr(handler.application, "ctx", None)
+    hook = ctx.extras.get("on_request") if ctx is not None else None
+    if hook is not None:
+        hook(status, seconds)

@@ -1,21 +1,36 @@
-"""Serving: open storage, build the app, listen, prune on a timer, shut down gracefully."""
+"""Serving: open storage, build the app, listen, prune on a timer, shut down gracefully.
+
+Shutdown (SPEC §11), on the first SIGTERM or SIGINT: stop accepting connections, run the
+`ctx.extras["on_shutdown"]` hook (chat closes its sockets with 1001), let in-flight HTTP
+requests finish for up to SHUTDOWN_GRACE seconds, close idle keep-alive connections, write
+the session snapshot, close the stores and the database, exit 0. A second signal while that
+runs exits at once (status 128 + signal number) without a snapshot; a repeat within
+FORCE_AFTER seconds of the first is taken as the same request and ignored.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+import os
 import signal
 import ssl
 import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import tornado.httpserver
+from tornado import httputil
 from tornado.ioloop import PeriodicCallback
 
 from .app import Context, make_app, make_context
-from .config import Settings
+from .config import ConfigError, Settings
 from .log import setup_logging
 from .sessions.base import SessionStoreUnavailable
+from .snapshot import restore_sessions, save_sessions, snapshot_path
 from .storage import open_database
 from .storage.base import StorageUnavailable
 
@@ -24,6 +39,11 @@ log = logging.getLogger(__name__)
 MAX_BODY_SIZE = 1024 * 1024  # bodies over 64 KiB get a JSON 413; past this Tornado drops them
 SHUTDOWN_GRACE = 5.0
 EXIT_CONFIG = 2
+# A repeat of the stop signal this soon is the same request delivered twice (systemd signals
+# the whole cgroup and the one-file binary's launcher forwards it; a terminal signals the
+# whole process group), not an operator insisting.
+FORCE_AFTER = 1.0
+METRICS_HOST = "127.0.0.1"  # never the `host` setting: metrics are for the local scraper only
 
 
 def make_pruner(ctx: Context) -> PeriodicCallback:
@@ -50,13 +70,30 @@ def make_pruner(ctx: Context) -> PeriodicCallback:
     return PeriodicCallback(prune, ctx.settings.session_prune_interval * 1000)
 
 
+def _readable(path: str, setting: str) -> None:
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {setting} {path}: {exc.strerror or exc}") from None
+
+
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    """TLS for tls-cert/tls-key, TLS 1.2 or newer."""
+    """TLS for tls-cert/tls-key, TLS 1.2 or newer; ConfigError (one line) if unusable."""
     if not settings.tls:
         return None
+    _readable(settings.tls_cert, "--tls-cert")
+    _readable(settings.tls_key, "--tls-key")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "reason", None) or str(exc) or exc.__class__.__name__
+        raise ConfigError(
+            f"--tls-cert {settings.tls_cert} and --tls-key {settings.tls_key} are not a valid "
+            f"PEM certificate chain and matching private key ({reason})"
+        ) from None
     return context
 
 
@@ -83,8 +120,175 @@ async def _start_shared(settings: Settings, ctx: Context) -> bool:
     return True
 
 
+class _TrackedConnection:
+    """The per-request HTTP connection, reporting when its response is finished."""
+
+    def __init__(self, conn: httputil.HTTPConnection, done: Callable[[], None]) -> None:
+        self._conn = conn
+        self._done = done
+
+    def finish(self) -> None:
+        try:
+            self._conn.finish()
+        finally:
+            self._done()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+class _TrackedDelegate(httputil.HTTPMessageDelegate):
+    """Counts a request as in flight from its headers until its response is finished."""
+
+    def __init__(self, inner: httputil.HTTPMessageDelegate, tracker: InFlight) -> None:
+        self.inner = inner
+        self.tracker = tracker
+        self.active = False
+
+    def begin(self) -> None:
+        if not self.active:
+            self.active = True
+            self.tracker.begin()
+
+    def end(self) -> None:
+        if self.active:
+            self.active = False
+            self.tracker.end()
+
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> Awaitable[None] | None:
+        self.begin()
+        return self.inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        return self.inner.data_received(chunk)
+
+    def finish(self) -> None:
+        self.inner.finish()
+
+    def on_connection_close(self) -> None:
+        self.end()
+        self.inner.on_connection_close()
+
+
+class InFlight:
+    """How many HTTP requests are being answered; lets shutdown wait for them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def begin(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def end(self) -> None:
+        self.count -= 1
+        if self.count <= 0:
+            self.count = 0
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no request is in flight."""
+        await self._idle.wait()
+
+
+class DrainingHTTPServer(tornado.httpserver.HTTPServer):
+    """An HTTPServer that knows which requests are still being answered.
+
+    Tornado's `close_all_connections` closes streams at once, cutting off a response being
+    written; shutdown waits on `in_flight` first so running requests can finish.
+    """
+
+    def initialize(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().initialize(*args, **kwargs)
+        self.in_flight = InFlight()
+
+    def start_request(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
+        holder: list[_TrackedDelegate] = []
+        tracked = _TrackedConnection(request_conn, lambda: holder[0].end())
+        delegate = _TrackedDelegate(
+            super().start_request(server_conn, tracked),  # type: ignore[arg-type]
+            self.in_flight,
+        )
+        holder.append(delegate)
+        return delegate
+
+
+class _Shutdown:
+    """The first signal asks for a graceful stop; a second one exits at once."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.requested = asyncio.Event()
+        self._previous: dict[int, Any] = {}
+        self._first_at = 0.0
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.getsignal(sig)
+            self.loop.add_signal_handler(sig, self._first, sig)
+
+    def _first(self, sig: signal.Signals) -> None:
+        log.info("received %s: shutting down (send it again to exit at once)", sig.name)
+        self._first_at = time.monotonic()
+        for other in self._previous:
+            self.loop.remove_signal_handler(other)
+            # A plain handler, not the loop's: it runs even if the loop is stuck.
+            signal.signal(other, self._force)
+        self.requested.set()
+
+    def _force(self, signum: int, _frame: object) -> None:
+        if time.monotonic() - self._first_at < FORCE_AFTER:
+            return
+        os.write(2, b"plp: second signal during shutdown; exiting now\n")
+        os._exit(128 + signum)
+
+    def uninstall(self) -> None:
+        for sig, previous in self._previous.items():
+            try:
+                self.loop.remove_signal_handler(sig)
+            except (RuntimeError, ValueError):
+                pass
+            signal.signal(sig, previous)
+
+
+def _metrics_support(settings: Settings) -> Any:
+    """The metrics module when metrics-port is set; ConfigError if prometheus_client is missing."""
+    if not settings.metrics_port:
+        return None
+    try:
+        from . import metrics
+    except ImportError:
+        raise ConfigError(
+            "--metrics-port needs the prometheus-client package: pip install 'plp[metrics]'"
+        ) from None
+    return metrics
+
+
+async def _bounded(what: str, awaitable: Awaitable[Any], seconds: float) -> None:
+    try:
+        await asyncio.wait_for(awaitable, max(seconds, 0.01))
+    except TimeoutError:
+        log.warning("%s did not finish within %.1f s; going on", what, seconds)
+    except Exception:
+        log.exception("%s failed during shutdown", what)
+
+
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> int:
-    """Run until SIGTERM/SIGINT; return the process exit status."""
+    """Run until SIGTERM/SIGINT; return the process exit status.
+
+    Raises ConfigError (exit 2, one line) for an unusable certificate or missing metrics
+    support, before anything is opened.
+    """
+    tls = ssl_context(settings)
+    metrics_module = _metrics_support(settings)
     db = open_database(settings.db_url)
     try:
         await db.migrate()
@@ -94,57 +298,92 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
         return EXIT_CONFIG
     ctx = make_context(settings, db=db)
     if not await _start_shared(settings, ctx):
-        await ctx.hub.close()
-        await ctx.store.close()
-        await ctx.throttle.close()
-        ctx.hasher.close()
-        await db.close()
+        await _close(ctx, broker=True)
         return EXIT_CONFIG
+    snapshot = snapshot_path(settings.data_dir)
+    restore_sessions(
+        ctx.store, snapshot, (settings.session_secret, *settings.session_secret_previous)
+    )
     await ctx.hasher.warm()
     app = make_app(ctx)
-    try:
-        tls = ssl_context(settings)
-    except (OSError, ssl.SSLError) as exc:
-        log.error("cannot load TLS certificate or key: %s", exc)
-        return EXIT_CONFIG
-    server = tornado.httpserver.HTTPServer(
+    metrics_server = None
+    if metrics_module is not None:
+        metrics = metrics_module.Metrics(ctx)
+        metrics_server = tornado.httpserver.HTTPServer(metrics.make_app())
+    server = DrainingHTTPServer(
         app, ssl_options=tls, max_body_size=MAX_BODY_SIZE, idle_connection_timeout=120
     )
     try:
         server.listen(settings.port, settings.host)
+        if metrics_server is not None:
+            metrics_server.listen(settings.metrics_port, METRICS_HOST)
     except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
+        log.error("cannot listen: %s", exc)
+        server.stop()
+        await _close(ctx, broker=True)
         return EXIT_CONFIG
     pruner = make_pruner(ctx)
     pruner.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    shutdown = _Shutdown(asyncio.get_running_loop())
+    shutdown.install()
     scheme = "https" if settings.tls else "http"
     log.info("plp %s serving on %s://%s:%d", settings.env, scheme, settings.host, settings.port)
+    if metrics_server is not None:
+        log.info("metrics on http://%s:%d/metrics", METRICS_HOST, settings.metrics_port)
     if ready is not None:
         ready.set()
-    await stop.wait()
+    try:
+        await shutdown.requested.wait()
+        await _drain(ctx, server, pruner)
+        save_sessions(ctx.store, snapshot, settings.session_secret)
+        if metrics_server is not None:
+            metrics_server.stop()
+            await _bounded("closing metrics connections", metrics_server.close_all_connections(), 1)
+        await _close(ctx)
+    finally:
+        shutdown.uninstall()
+    log.info("stopped")
+    return 0
+
+
+async def _drain(ctx: Context, server: DrainingHTTPServer, pruner: PeriodicCallback) -> None:
+    """Stop accepting, close sockets, let requests finish: all within SHUTDOWN_GRACE."""
+    deadline = time.monotonic() + SHUTDOWN_GRACE
     log.info("shutting down: no new connections, closing sockets, finishing requests")
     server.stop()
     pruner.stop()
     closer = ctx.extras.get("on_shutdown")
     if closer is not None:
-        await closer()
-    try:
-        await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_GRACE)
-    except TimeoutError:
-        log.warning("requests still running after %.0f s; closing anyway", SHUTDOWN_GRACE)
+        result = closer()
+        if inspect.isawaitable(result):
+            await _bounded("closing chat sockets", result, deadline - time.monotonic())
+    if server.in_flight.count:
+        log.info("waiting for %d requests in flight", server.in_flight.count)
+    await _bounded("in-flight requests", server.in_flight.wait_idle(), deadline - time.monotonic())
+    pending = [t for t in ctx._tasks if not t.done()]
+    if pending:
+        await _bounded(
+            "background tasks", asyncio.wait(pending), max(deadline - time.monotonic(), 0.5)
+        )
+    await _bounded("closing connections", server.close_all_connections(), 1.0)
+
+
+async def _close(ctx: Context, *, broker: bool = False) -> None:
+    """Release everything; `broker` when the chat hub's shutdown has not closed its shared
+    parts (broker, socket counter, presence)."""
+    hub = getattr(ctx, "hub", None)
+    if broker and hub is not None:
+        await hub.close()
     await ctx.store.close()
     await ctx.throttle.close()
     ctx.hasher.close()
-    await db.close()
-    log.info("stopped")
-    return 0
+    await ctx.db.close()
 
 
 def run_server(settings: Settings) -> int:
     """Set up logging and run the server to completion."""
     setup_logging(settings.log_format, settings.log_level)
+    # The database, its WAL, the snapshot and the secret are for this account only.
+    os.umask(0o077)
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     return asyncio.run(serve(settings))

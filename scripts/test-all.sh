@@ -10,6 +10,7 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
   || need_apt+=(postgresql)
 command -v wrk >/dev/null || need_apt+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -92,7 +92,10 @@ def test_production_without_tls_or_trust_proxy(tmp_path, data_dir):
     assert out.startswith("OK")
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     code, out, _ = run_check(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key), env=PROD)
-    assert (code, out.split(":")[0]) == (0, "OK")
+    # TLS is configured, so "production without TLS" is gone; the missing files are reported.
+    assert code == 1
+    assert "production without TLS" not in out
+    assert out == f"ERROR: cannot read --tls-cert {cert}: No such file or directory\n"
 
 
 def test_plain_http_origins_only_matter_in_production(tmp_path, data_dir):
@@ -159,3 +162,19 @@ def test_bad_flags_exit_2_without_traceback(tmp_path, data_dir):
         assert code == 2, args
         assert "Traceback" not in err
         assert len(err.strip().splitlines()) == 1, err
+
+
+def test_unusable_tls_files_and_readable_key(tmp_path, data_dir):
+    cert = tmp_path / "cert.pem"
+    key = tmp_path / "key.pem"
+    cert.write_text("not a certificate\n")
+    key.write_text("not a key\n")
+    key.chmod(0o644)
+    code, out, _ = run_check(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key), env=PROD)
+    assert code == 1
+    assert "ERROR: --tls-cert" in out and "not a valid PEM certificate chain" in out
+    assert f"ERROR: TLS key {key} is readable by others" in out
+    # The same files in development: warnings only.
+    code, out, _ = run_check(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key))
+    assert code == 0
+    assert "WARNING: --tls-cert" in out

@@ -41,7 +41,7 @@ def username_problem(username: object) -> str | None:
     """Why a username is refused, or None."""
     if not isinstance(username, str):
         return "Username must be a string."
-    if not USERNAME_RE.match(username.lower()):
+    if not USERNAME_RE.fullmatch(username.lower()):  # match() with `$` allows a final "\n"
         return "Username must be 3-32 characters: letters, digits, '_', '.' or '-'."
     return None
 
@@ -154,7 +154,7 @@ async def authenticate(ctx: Context, *, username: object, password: object, ip: 
             "Too many failed sign-in attempts; wait a little and try again.",
             headers=_retry_after(wait),
         )
-    found = await ctx.db.get_credentials(name) if USERNAME_RE.match(name) else None
+    found = await ctx.db.get_credentials(name) if USERNAME_RE.fullmatch(name) else None
     ok = await ctx.hasher.verify(password, found[1] if found else None)
     if not ok or found is None:
         await ctx.throttle.login_failed(name, ip)

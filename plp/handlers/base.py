@@ -236,6 +236,10 @@ class ApiHandler(BaseHandler):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
 
+    async def prepare(self) -> None:
+        check_body_size(self)  # every endpoint, whether or not it reads the body
+        await super().prepare()
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         code, message, fields = self.error_info(status_code, kwargs)
         body: dict[str, Any] = {"error": code, "message": message}
@@ -256,8 +260,11 @@ class ApiHandler(BaseHandler):
         if not body.strip():
             raise ApiError(400, "bad_request", "The request body must be a JSON object.")
         try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            # UTF-8 only (RFC 8259): json.loads on bytes would also guess UTF-16/32.
+            data = json.loads(body.decode("utf-8"))
+            # Lone surrogates ("\ud800") parse, but can be neither stored nor logged.
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except (ValueError, RecursionError):
             raise ApiError(400, "bad_request", "The request body is not valid JSON.") from None
         if not isinstance(data, dict):
             raise ApiError(400, "bad_request", "The request body must be a JSON object.")

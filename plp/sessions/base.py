@@ -58,6 +58,10 @@ class Session:
         """When this session ends unless touched: idle or absolute expiry, whichever first."""
         return min(self.last_seen + idle_timeout, self.created_at + max_age)
 
+    def expired(self, now: float, store: SessionStore) -> bool:
+        """True once `now` is at or past the deadline under the store's timeouts."""
+        return now >= self.deadline(store.idle_timeout, store.max_age)
+
 
 class SessionStore(abc.ABC):
     """Server-side sessions with idle and absolute expiry and a per-user cap.

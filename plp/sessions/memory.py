@@ -8,6 +8,7 @@ grows with the number of expired sessions and never with the number of live ones
 
 from __future__ import annotations
 
+import math
 import sys
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
@@ -22,6 +23,9 @@ from .base import (
     hash_token,
     new_token,
 )
+
+# Restored records may be this far in the future (the clock stepped back across a restart).
+CLOCK_SLACK = 60.0
 
 
 class MemorySessionStore(SessionStore):
@@ -55,6 +59,12 @@ class MemorySessionStore(SessionStore):
     async def create(self, user_id: int, *, ip: str, user_agent: str) -> tuple[str, Session]:
         now = self.clock()
         mine = self._by_user.get(user_id)
+        if mine and len(mine) >= self.per_user:
+            # Expired sessions the pruner has not reached yet do not count against the cap,
+            # and they end as expired, not as pushed out by a new login.
+            for stale in [s for s in mine.values() if s.expired(now, self)]:
+                self._remove(stale, END_EXPIRED)
+            mine = self._by_user.get(user_id)
         while mine and len(mine) >= self.per_user:
             oldest = min(mine.values(), key=lambda s: s.created_at)
             self._remove(oldest, END_CAPPED)
@@ -178,6 +188,8 @@ class MemorySessionStore(SessionStore):
         now = self.clock()
         loaded = 0
         rows = []
+        seen: set[str] = set()
+        seen_handles: set[tuple[int, str]] = set()
         for record in records:
             try:
                 session = Session(
@@ -189,23 +201,35 @@ class MemorySessionStore(SessionStore):
                     ip=str(record["ip"]),
                     user_agent=sys.intern(str(record["user_agent"])[:512]),
                 )
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, AttributeError):
                 continue
-            if len(session.key) != 64 or session.key in self._sessions:
-                continue
+            if (
+                len(session.key) != 64
+                or session.key in self._sessions
+                or session.key in seen
+                or not session.handle
+                or session.handle in self._by_user.get(session.user_id, {})
+                or (session.user_id, session.handle) in seen_handles
+                or not math.isfinite(session.created_at)
+                or not session.created_at <= session.last_seen <= now + CLOCK_SLACK
+            ):
+                continue  # malformed, duplicate, or from the future: never trust it
             if now >= session.deadline(self.idle_timeout, self.max_age):
                 continue
             if valid is not None and not valid(session):
                 continue
+            seen.add(session.key)
+            seen_handles.add((session.user_id, session.handle))
             rows.append(session)
-        # Restore in creation order so the expiry queues stay sorted.
-        rows.sort(key=lambda s: s.created_at)
-        idle_order = sorted(rows, key=lambda s: s.last_seen)
         for session in rows:
             self._sessions[session.key] = session
-            self._created.append(session)
             self._by_user.setdefault(session.user_id, {})[session.handle] = session
             loaded += 1
-        for session in idle_order:
-            self._idle[session.key] = None
+        # Rebuild both expiry queues so they stay sorted whatever the store held before
+        # (once, at start: O(n log n)).
+        live = [s for s in self._created if self._sessions.get(s.key) is s] + rows
+        self._created = deque(sorted(live, key=lambda s: s.created_at))
+        self._idle = OrderedDict(
+            (s.key, None) for s in sorted(self._sessions.values(), key=lambda s: s.last_seen)
+        )
         return loaded

@@ -33,6 +33,10 @@ class NotFound(StorageError):
     """The record asked for does not exist."""
 
 
+class CannotOpen(StorageError):
+    """The database cannot be opened or migrated (bad path, not a database, newer schema)."""
+
+
 class StorageUnavailable(Exception):
     """The database cannot be reached (e.g. PostgreSQL restarting); the request gets 503.
 

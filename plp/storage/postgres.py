@@ -15,7 +15,6 @@ whether it happened, and a duplicate chat message is worse than an error the use
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import json
 import logging
@@ -38,6 +37,16 @@ from .base import (
     User,
     UsernameTaken,
     utcnow,
+)
+from .rows import (
+    CHANNEL_COLS,
+    MESSAGE_SELECT,
+    USER_COLS,
+    channel_from_row,
+    from_ms,
+    message_from_row,
+    to_ms,
+    user_from_row,
 )
 
 log = logging.getLogger(__name__)
@@ -91,58 +100,9 @@ MIGRATIONS: dict[int, str] = {
     """,
 }
 
-_USER_COLS = "id, username, display_name, role, created_at, disabled"
-_CHANNEL_COLS = "id, name, description, kind, created_by, created_at"
-_MESSAGE_SELECT = (
-    "SELECT m.id, m.channel_id, m.author_id, u.username, u.display_name, u.role, m.text, "
-    "m.created_at FROM messages m JOIN users u ON u.id = m.author_id"
-)
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def _to_ms(moment: _dt.datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def _from_ms(ms: int) -> _dt.datetime:
-    return _dt.datetime.fromtimestamp(ms / 1000, _dt.UTC)
-
-
-def _user(row: tuple) -> User:
-    return User(
-        id=row[0],
-        username=row[1],
-        display_name=row[2],
-        role=row[3],
-        created_at=_from_ms(row[4]),
-        disabled=bool(row[5]),
-    )
-
-
-def _channel(row: tuple) -> Channel:
-    return Channel(
-        id=row[0],
-        name=row[1],
-        description=row[2],
-        kind=row[3],
-        created_by=row[4],
-        created_at=_from_ms(row[5]),
-    )
-
-
-def _message(row: tuple) -> Message:
-    return Message(
-        id=row[0],
-        channel_id=row[1],
-        author_id=row[2],
-        author_username=row[3],
-        author_display_name=row[4],
-        author_role=row[5],
-        text=row[6],
-        created_at=_from_ms(row[7]),
-    )
 
 
 def unavailable(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -241,7 +201,7 @@ class PostgresDatabase(Database):
                 "INSERT INTO channels (name, name_key, description, kind, created_by, created_at) "
                 "VALUES ('general', 'general', 'Everyone''s channel', 'discussion', NULL, %s) "
                 "ON CONFLICT (name_key) DO NOTHING",
-                (_to_ms(utcnow()),),
+                (to_ms(utcnow()),),
             )
 
     async def ping(self) -> None:
@@ -267,7 +227,7 @@ class PostgresDatabase(Database):
             row = await self._fetchone(
                 "INSERT INTO users (username, display_name, role, password_hash, created_at) "
                 "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-                (username, display_name, role, password_hash, _to_ms(created)),
+                (username, display_name, role, password_hash, to_ms(created)),
             )
         except pg_errors.UniqueViolation as exc:
             if _constraint(exc) == "users_username_key":
@@ -278,20 +238,21 @@ class PostgresDatabase(Database):
 
     @unavailable
     async def get_user(self, user_id: int) -> User | None:
-        row = await self._fetchone(f"SELECT {_USER_COLS} FROM users WHERE id = %s", (user_id,))
-        return _user(row) if row else None
+        row = await self._fetchone(f"SELECT {USER_COLS} FROM users WHERE id = %s", (user_id,))
+        return user_from_row(row) if row else None
 
     @unavailable
     async def get_credentials(self, username: str) -> tuple[User, str] | None:
         row = await self._fetchone(
-            f"SELECT {_USER_COLS}, password_hash FROM users WHERE username = %s", (username,)
+            f"SELECT {USER_COLS}, password_hash FROM users WHERE username = %s", (username,)
         )
-        return (_user(row), row[6]) if row else None
+        return (user_from_row(row), row[6]) if row else None
 
     @unavailable
     async def list_users(self) -> list[User]:
         return [
-            _user(r) for r in await self._fetchall(f"SELECT {_USER_COLS} FROM users ORDER BY id")
+            user_from_row(r)
+            for r in await self._fetchall(f"SELECT {USER_COLS} FROM users ORDER BY id")
         ]
 
     @unavailable
@@ -300,12 +261,12 @@ class PostgresDatabase(Database):
     ) -> User:
         row = await self._fetchone(
             "UPDATE users SET role = COALESCE(%s, role), disabled = COALESCE(%s, disabled) "
-            f"WHERE id = %s RETURNING {_USER_COLS}",
+            f"WHERE id = %s RETURNING {USER_COLS}",
             (role, disabled, user_id),
         )
         if row is None:
             raise NotFound(user_id)
-        return _user(row)
+        return user_from_row(row)
 
     @unavailable
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
@@ -332,7 +293,7 @@ class PostgresDatabase(Database):
             row = await self._fetchone(
                 "INSERT INTO channels (name, name_key, description, kind, created_by, created_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-                (name, name.lower(), description, kind, created_by, _to_ms(created)),
+                (name, name.lower(), description, kind, created_by, to_ms(created)),
             )
         except pg_errors.UniqueViolation as exc:
             if _constraint(exc) == "channels_name_key_key":
@@ -344,14 +305,14 @@ class PostgresDatabase(Database):
     @unavailable
     async def get_channel(self, channel_id: int) -> Channel | None:
         row = await self._fetchone(
-            f"SELECT {_CHANNEL_COLS} FROM channels WHERE id = %s", (channel_id,)
+            f"SELECT {CHANNEL_COLS} FROM channels WHERE id = %s", (channel_id,)
         )
-        return _channel(row) if row else None
+        return channel_from_row(row) if row else None
 
     @unavailable
     async def list_channels(self) -> list[Channel]:
-        rows = await self._fetchall(f"SELECT {_CHANNEL_COLS} FROM channels ORDER BY id")
-        return [_channel(r) for r in rows]
+        rows = await self._fetchall(f"SELECT {CHANNEL_COLS} FROM channels ORDER BY id")
+        return [channel_from_row(r) for r in rows]
 
     @unavailable
     async def delete_channel(self, channel_id: int) -> bool:
@@ -367,7 +328,7 @@ class PostgresDatabase(Database):
             row = await self._fetchone(
                 "INSERT INTO messages (channel_id, author_id, text, created_at) "
                 "VALUES (%s, %s, %s, %s) RETURNING id",
-                (channel_id, author.id, text, _to_ms(created)),
+                (channel_id, author.id, text, to_ms(created)),
             )
         except pg_errors.ForeignKeyViolation:
             raise NotFound(channel_id) from None
@@ -389,16 +350,16 @@ class PostgresDatabase(Database):
     ) -> list[Message]:
         if before is None:
             rows = await self._fetchall(
-                _MESSAGE_SELECT + " WHERE m.channel_id = %s ORDER BY m.id DESC LIMIT %s",
+                MESSAGE_SELECT + " WHERE m.channel_id = %s ORDER BY m.id DESC LIMIT %s",
                 (channel_id, limit),
             )
         else:
             rows = await self._fetchall(
-                _MESSAGE_SELECT
+                MESSAGE_SELECT
                 + " WHERE m.channel_id = %s AND m.id < %s ORDER BY m.id DESC LIMIT %s",
                 (channel_id, before, limit),
             )
-        return [_message(r) for r in reversed(rows)]
+        return [message_from_row(r) for r in reversed(rows)]
 
     # audit
 
@@ -417,7 +378,7 @@ class PostgresDatabase(Database):
             await conn.execute(
                 "INSERT INTO audit (at, event, user_id, username, ip, detail) "
                 "VALUES (%s, %s, %s, %s, %s, %s)",
-                (_to_ms(utcnow()), event, user_id, username, ip, json.dumps(detail)),
+                (to_ms(utcnow()), event, user_id, username, ip, json.dumps(detail)),
             )
 
     @unavailable
@@ -426,4 +387,4 @@ class PostgresDatabase(Database):
             "SELECT at, event, user_id, username, ip, detail FROM audit ORDER BY id DESC LIMIT %s",
             (limit,),
         )
-        return [AuditEvent(_from_ms(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+        return [AuditEvent(from_ms(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]

@@ -8,7 +8,6 @@ busy timeout is kept short and the CLI's transactions are single statements.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import sqlite3
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from .base import (
     SCHEMA_VERSION,
     AuditEvent,
+    CannotOpen,
     Channel,
     ChannelNameTaken,
     Database,
@@ -24,6 +24,15 @@ from .base import (
     User,
     UsernameTaken,
     utcnow,
+)
+from .rows import (
+    MESSAGE_SELECT,
+    USER_COLS,
+    channel_from_row,
+    from_ms,
+    message_from_row,
+    to_ms,
+    user_from_row,
 )
 
 BUSY_TIMEOUT_MS = 2000
@@ -69,80 +78,35 @@ MIGRATIONS: dict[int, str] = {
 }
 
 
-def _to_ms(moment: _dt.datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def _from_ms(ms: int) -> _dt.datetime:
-    return _dt.datetime.fromtimestamp(ms / 1000, _dt.UTC)
-
-
-def _user(row: sqlite3.Row | tuple) -> User:
-    return User(
-        id=row[0],
-        username=row[1],
-        display_name=row[2],
-        role=row[3],
-        created_at=_from_ms(row[4]),
-        disabled=bool(row[5]),
-    )
-
-
-_USER_COLS = "id, username, display_name, role, created_at, disabled"
-_MESSAGE_SELECT = (
-    "SELECT m.id, m.channel_id, m.author_id, u.username, u.display_name, u.role, m.text, "
-    "m.created_at FROM messages m JOIN users u ON u.id = m.author_id"
-)
-
-
-def _message(row: tuple) -> Message:
-    return Message(
-        id=row[0],
-        channel_id=row[1],
-        author_id=row[2],
-        author_username=row[3],
-        author_display_name=row[4],
-        author_role=row[5],
-        text=row[6],
-        created_at=_from_ms(row[7]),
-    )
-
-
-def _channel(row: tuple) -> Channel:
-    return Channel(
-        id=row[0],
-        name=row[1],
-        description=row[2],
-        kind=row[3],
-        created_by=row[4],
-        created_at=_from_ms(row[5]),
-    )
-
-
 class SQLiteDatabase(Database):
     """`Database` on one SQLite file in WAL mode."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves so each method is one
-        # explicit transaction and nothing is left open between event-loop turns.
-        self._conn = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
-        )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a process crash; only an OS crash or power loss can
-        # drop the last commits. FULL would put an fsync on the event loop per chat message.
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves so each method is one
+            # explicit transaction and nothing is left open between event-loop turns.
+            self._conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a process crash; only an OS crash or power loss can
+            # drop the last commits. FULL would put an fsync on the event loop per chat message.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except (OSError, sqlite3.Error) as exc:
+            # A bad --db path is an operator error: one clear line, not a traceback.
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise CannotOpen(f"cannot open the SQLite database {path!r}: {reason}") from None
 
     async def migrate(self) -> None:
         conn = self._conn
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise CannotOpen(
                 f"database schema {version} is newer than this plp ({SCHEMA_VERSION}); upgrade plp"
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
@@ -161,7 +125,7 @@ class SQLiteDatabase(Database):
             "INSERT OR IGNORE INTO channels (name, name_key, description, kind, created_by, "
             "created_at) VALUES ('general', 'general', 'Everyone''s channel', 'discussion', "
             "NULL, ?)",
-            (_to_ms(utcnow()),),
+            (to_ms(utcnow()),),
         )
 
     async def close(self) -> None:
@@ -175,7 +139,7 @@ class SQLiteDatabase(Database):
             cur = self._conn.execute(
                 "INSERT INTO users (username, display_name, role, password_hash, created_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (username, display_name, role, password_hash, _to_ms(created)),
+                (username, display_name, role, password_hash, to_ms(created)),
             )
         except sqlite3.IntegrityError as exc:
             if "users.username" in str(exc):
@@ -185,18 +149,21 @@ class SQLiteDatabase(Database):
 
     async def get_user(self, user_id: int) -> User | None:
         row = self._conn.execute(
-            f"SELECT {_USER_COLS} FROM users WHERE id = ?", (user_id,)
+            f"SELECT {USER_COLS} FROM users WHERE id = ?", (user_id,)
         ).fetchone()
-        return _user(row) if row else None
+        return user_from_row(row) if row else None
 
     async def get_credentials(self, username: str) -> tuple[User, str] | None:
         row = self._conn.execute(
-            f"SELECT {_USER_COLS}, password_hash FROM users WHERE username = ?", (username,)
+            f"SELECT {USER_COLS}, password_hash FROM users WHERE username = ?", (username,)
         ).fetchone()
-        return (_user(row), row[6]) if row else None
+        return (user_from_row(row), row[6]) if row else None
 
     async def list_users(self) -> list[User]:
-        return [_user(r) for r in self._conn.execute(f"SELECT {_USER_COLS} FROM users ORDER BY id")]
+        return [
+            user_from_row(r)
+            for r in self._conn.execute(f"SELECT {USER_COLS} FROM users ORDER BY id")
+        ]
 
     async def update_user(
         self, user_id: int, *, role: str | None = None, disabled: bool | None = None
@@ -208,16 +175,14 @@ class SQLiteDatabase(Database):
                 conn.execute("UPDATE users SET role = ? WHERE id = ?", (role, user_id))
             if disabled is not None:
                 conn.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id))
-            row = conn.execute(
-                f"SELECT {_USER_COLS} FROM users WHERE id = ?", (user_id,)
-            ).fetchone()
+            row = conn.execute(f"SELECT {USER_COLS} FROM users WHERE id = ?", (user_id,)).fetchone()
             if row is None:
                 raise NotFound(user_id)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return _user(row)
+        return user_from_row(row)
 
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
         cur = self._conn.execute(
@@ -237,7 +202,7 @@ class SQLiteDatabase(Database):
             cur = self._conn.execute(
                 "INSERT INTO channels (name, name_key, description, kind, created_by, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (name, name.lower(), description, kind, created_by, _to_ms(created)),
+                (name, name.lower(), description, kind, created_by, to_ms(created)),
             )
         except sqlite3.IntegrityError as exc:
             if "channels.name_key" in str(exc):
@@ -250,13 +215,13 @@ class SQLiteDatabase(Database):
             "SELECT id, name, description, kind, created_by, created_at FROM channels WHERE id = ?",
             (channel_id,),
         ).fetchone()
-        return _channel(row) if row else None
+        return channel_from_row(row) if row else None
 
     async def list_channels(self) -> list[Channel]:
         rows = self._conn.execute(
             "SELECT id, name, description, kind, created_by, created_at FROM channels ORDER BY id"
         )
-        return [_channel(r) for r in rows]
+        return [channel_from_row(r) for r in rows]
 
     async def delete_channel(self, channel_id: int) -> bool:
         cur = self._conn.execute("DELETE FROM channels WHERE id = ?", (channel_id,))
@@ -268,7 +233,7 @@ class SQLiteDatabase(Database):
             cur = self._conn.execute(
                 "INSERT INTO messages (channel_id, author_id, text, created_at) "
                 "VALUES (?, ?, ?, ?)",
-                (channel_id, author.id, text, _to_ms(created)),
+                (channel_id, author.id, text, to_ms(created)),
             )
         except sqlite3.IntegrityError:
             raise NotFound(channel_id) from None
@@ -288,15 +253,15 @@ class SQLiteDatabase(Database):
     ) -> list[Message]:
         if before is None:
             rows = self._conn.execute(
-                _MESSAGE_SELECT + " WHERE m.channel_id = ? ORDER BY m.id DESC LIMIT ?",
+                MESSAGE_SELECT + " WHERE m.channel_id = ? ORDER BY m.id DESC LIMIT ?",
                 (channel_id, limit),
             ).fetchall()
         else:
             rows = self._conn.execute(
-                _MESSAGE_SELECT + " WHERE m.channel_id = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?",
+                MESSAGE_SELECT + " WHERE m.channel_id = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?",
                 (channel_id, before, limit),
             ).fetchall()
-        return [_message(r) for r in reversed(rows)]
+        return [message_from_row(r) for r in reversed(rows)]
 
     async def add_audit(
         self,
@@ -310,7 +275,7 @@ class SQLiteDatabase(Database):
         self._conn.execute(
             "INSERT INTO audit (at, event, user_id, username, ip, detail) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (_to_ms(utcnow()), event, user_id, username, ip, json.dumps(detail)),
+            (to_ms(utcnow()), event, user_id, username, ip, json.dumps(detail)),
         )
 
     async def list_audit(self, limit: int = 100) -> list[AuditEvent]:
@@ -318,4 +283,4 @@ class SQLiteDatabase(Database):
             "SELECT at, event, user_id, username, ip, detail FROM audit ORDER BY id DESC LIMIT ?",
             (limit,),
         )
-        return [AuditEvent(_from_ms(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+        return [AuditEvent(from_ms(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]

@@ -1,0 +1,542 @@
+"""Server-rendered pages and their forms (SPEC §4, §5, §7): XSRF, redirects, escaping."""
+
+from __future__ import annotations
+
+import html
+import re
+from html.parser import HTMLParser
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+
+from plp.auth.service import INVALID_CREDENTIALS
+from tests.conftest import PASSWORD, Client
+
+FORM = re.compile(r"<form\b[^>]*>(.*?)</form>", re.I | re.S)
+HOSTILE = "<script>alert('pwned')</script>\"'><img src=x onerror=alert(1)>"
+
+
+class SafetyAudit(HTMLParser):
+    """Walks a page's tags: inline scripts, on* handlers, javascript: URLs, forms sans XSRF."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.problems: list[str] = []
+        self.forms = 0
+        self._form_has_xsrf: bool | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        if tag == "script" and "src" not in values:
+            self.problems.append("inline <script>")
+        for name, value in values.items():
+            if name.startswith("on"):
+                self.problems.append(f"event handler attribute {name}= on <{tag}>")
+            if name in ("href", "src", "action", "formaction") and value.strip().lower().startswith(
+                "javascript:"
+            ):
+                self.problems.append(f"javascript: URL in {name}")
+        if tag == "form":
+            self.forms += 1
+            self._form_has_xsrf = False
+        if (
+            tag == "input"
+            and self._form_has_xsrf is not None
+            and values.get("name") == "_xsrf"
+            and values.get("type") == "hidden"
+            and values.get("value")
+        ):
+            self._form_has_xsrf = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            if not self._form_has_xsrf:
+                self.problems.append("a form without an _xsrf field")
+            self._form_has_xsrf = None
+
+
+def assert_safe_html(text: str, where: str) -> None:
+    """No inline script, no event-handler attributes, no javascript: URLs, XSRF on forms."""
+    audit = SafetyAudit()
+    audit.feed(text)
+    audit.close()
+    assert audit.problems == [], where
+    assert "<script>alert" not in text and "<img src=x" not in text, where
+
+
+class PageClient(Client):
+    """The conftest client; every page it fetches is checked for 5xx and unsafe HTML."""
+
+    async def fetch(self, path, method="GET", **kwargs):
+        response = await super().fetch(path, method, **kwargs)
+        assert response.code < 500, (path, response.code, response.body[:300])
+        content_type = response.headers.get("Content-Type", "")
+        if content_type.startswith("text/html"):
+            assert_safe_html(response.body.decode(), f"{method} {path} -> {response.code}")
+        return response
+
+    async def submit(self, path: str, data: dict[str, str], *, xsrf: bool = True, page: str = ""):
+        """Post a form the way a browser does: `_xsrf` as a form field, no header."""
+        fields = dict(data)
+        if xsrf:
+            fields["_xsrf"] = await self.form_xsrf(page or path.split("?")[0])
+        return await self.fetch(
+            path,
+            "POST",
+            body=urlencode(fields),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            xsrf=False,
+        )
+
+
+@pytest.fixture
+def make_page_client(http_client, base_url):
+    return lambda: PageClient(http_client, base_url)
+
+
+@pytest.fixture
+def visitor(make_page_client):
+    """A signed-out visitor (a plain HTTP client; the Chromium tests live elsewhere)."""
+    return make_page_client()
+
+
+async def signed_in(make_page_client, make_user, name: str = "kid", role: str = "student"):
+    await make_user(name, role=role)
+    client = make_page_client()
+    response = await client.submit("/login", {"username": name, "password": PASSWORD})
+    assert response.code == 302, response.body
+    return client
+
+
+def location(response) -> str:
+    return response.headers["Location"]
+
+
+def text(response) -> str:
+    return response.body.decode()
+
+
+# --- public pages ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/", "/login", "/register"])
+@pytest.mark.gen_test
+async def test_public_pages(visitor, path):
+    response = await visitor.fetch(path)
+    assert response.code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert "<!doctype html>" in text(response)
+    assert "Cache-Control" not in response.headers or path == "/"
+
+
+@pytest.mark.parametrize("path", ["/login", "/register"])
+@pytest.mark.gen_test
+async def test_forms_carry_xsrf(visitor, path):
+    body = text(await visitor.fetch(path))
+    forms = FORM.findall(body)
+    assert forms
+    assert all('name="_xsrf"' in form for form in forms)
+
+
+@pytest.mark.gen_test
+async def test_anonymous_pages_store_no_session(visitor, ctx):
+    for path in ("/", "/login", "/register", "/nope"):
+        await visitor.fetch(path)
+    assert await ctx.store.count() == 0
+    assert ctx.settings.cookie_name not in visitor.cookies
+
+
+@pytest.mark.gen_test
+async def test_signed_in_pages_carry_xsrf_and_are_not_cached(make_page_client, make_user):
+    client = await signed_in(make_page_client, make_user, "boss", role="admin")
+    for path in ("/", "/dashboard", "/sessions", "/account", "/admin"):
+        response = await client.fetch(path)
+        assert response.code == 200, path
+        assert response.headers["Cache-Control"] == "no-store", path
+        forms = FORM.findall(text(response))
+        assert forms, path  # at least the sign-out form
+        assert all('name="_xsrf"' in form for form in forms), path
+
+
+@pytest.mark.gen_test
+async def test_unknown_page_is_404_html(visitor):
+    response = await visitor.fetch("/no/such/page")
+    assert response.code == 404
+    assert response.headers["Content-Type"].startswith("text/html")
+    response = await visitor.fetch("/no/such/page", "POST", body="", xsrf=False)
+    assert response.code == 404
+
+
+# --- logout ----------------------------------------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_get_logout_is_405(make_page_client, make_user, ctx):
+    client = await signed_in(make_page_client, make_user)
+    response = await client.fetch("/logout")
+    assert response.code == 405
+    assert (await client.fetch("/dashboard")).code == 200  # still signed in
+    assert await ctx.store.count() == 1
+
+
+@pytest.mark.gen_test
+async def test_post_logout(make_page_client, make_user, ctx):
+    client = await signed_in(make_page_client, make_user)
+    cookie = client.cookies[ctx.settings.cookie_name]
+    response = await client.submit("/logout", {}, page="/dashboard")
+    assert response.code == 302 and location(response) == "/login"
+    assert response.headers["Clear-Site-Data"] == '"cookies", "storage"'
+    assert ctx.settings.cookie_name not in client.cookies
+    assert await ctx.store.count() == 0
+    response = await client.fetch("/dashboard")
+    assert response.code == 302 and location(response).startswith("/login?next=")
+    replay = make_page_client()
+    replay.cookies[ctx.settings.cookie_name] = cookie
+    assert (await replay.fetch("/dashboard")).code == 302
+
+
+@pytest.mark.gen_test
+async def test_post_logout_without_xsrf_is_403_page(make_page_client, make_user, ctx):
+    client = await signed_in(make_page_client, make_user)
+    response = await client.submit("/logout", {}, xsrf=False)
+    assert response.code == 403
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert "XSRF" in text(response)
+    assert await ctx.store.count() == 1
+
+
+# --- XSRF on every form ----------------------------------------------------------------------
+
+FORM_POSTS = [
+    ("/login", {"username": "kid", "password": PASSWORD}),
+    ("/register", {"username": "newkid", "password": PASSWORD}),
+    ("/logout", {}),
+    ("/sessions/revoke", {"session": "x"}),
+    ("/sessions/logout-all", {}),
+    ("/account", {"currentPassword": PASSWORD, "newPassword": "x" * 10, "confirmPassword": "x"}),
+    ("/admin/users/1", {"action": "revoke"}),
+]
+
+
+@pytest.mark.parametrize("path, data", FORM_POSTS, ids=[p for p, _ in FORM_POSTS])
+@pytest.mark.parametrize("how", ["missing", "wrong"])
+@pytest.mark.gen_test
+async def test_form_post_without_xsrf_is_403_page(
+    make_page_client, make_user, ctx, path, data, how
+):
+    client = await signed_in(make_page_client, make_user, "boss", role="admin")
+    if how == "wrong":
+        data = {**data, "_xsrf": "2|00000000|" + "0" * 32 + "|1700000000"}
+    response = await client.submit(path, data, xsrf=False)
+    assert response.code == 403
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert "XSRF" in text(response)
+    assert await ctx.db.count_users() == 1
+    assert await ctx.store.count() == 1
+    assert (await client.fetch("/dashboard")).code == 200
+
+
+# --- login form ------------------------------------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_form_login_success_sets_cookie(visitor, make_user, ctx):
+    await make_user("kid")
+    response = await visitor.submit("/login", {"username": "KID", "password": PASSWORD})
+    assert response.code == 302 and location(response) == "/dashboard"
+    assert ctx.settings.cookie_name in visitor.cookies
+    header = [h for h in response.headers.get_list("Set-Cookie") if "plp_session" in h][0]
+    assert "HttpOnly" in header and "SameSite=Lax" in header and "Path=/" in header
+    assert "Domain" not in header
+    dashboard = await visitor.fetch("/dashboard")
+    assert dashboard.code == 200 and "Hello, Kid" in text(dashboard)
+
+
+@pytest.mark.parametrize("username", ["kid", "nobody", "<script>x</script>", ""])
+@pytest.mark.gen_test
+async def test_failed_form_login_is_401_with_generic_message(visitor, make_user, ctx, username):
+    await make_user("kid")
+    response = await visitor.submit("/login", {"username": username, "password": "wrong pass 1"})
+    assert response.code == 401
+    body = text(response)
+    assert html.escape(INVALID_CREDENTIALS) in body
+    assert f'value="{html.escape(username)}"' in body  # typed username kept, escaped
+    assert 'type="password"' in body and "wrong pass 1" not in body
+    assert ctx.settings.cookie_name not in visitor.cookies
+    assert await ctx.store.count() == 0
+
+
+@pytest.mark.gen_test
+async def test_login_replaces_an_existing_session(make_page_client, make_user, ctx):
+    client = await signed_in(make_page_client, make_user)
+    first = client.cookies[ctx.settings.cookie_name]
+    await make_user("other")
+    response = await client.submit(
+        "/login?next=/sessions", {"username": "other", "password": PASSWORD}, page="/dashboard"
+    )
+    assert location(response) == "/sessions"
+    assert response.code == 302
+    assert client.cookies[ctx.settings.cookie_name] != first
+    assert await ctx.store.count() == 1  # the carried session ended: no fixation
+    assert "Hello, Other" in text(await client.fetch("/dashboard"))
+
+
+@pytest.mark.gen_test
+async def test_login_form_with_bad_bytes_and_oversize(visitor, make_user):
+    await make_user("kid")
+    token = await visitor.form_xsrf("/login")
+    response = await visitor.fetch(
+        "/login",
+        "POST",
+        body=b"_xsrf=" + token.encode() + b"&username=%FF%FE&password=x",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        xsrf=False,
+    )
+    assert 400 <= response.code < 500
+    response = await visitor.fetch(
+        "/login",
+        "POST",
+        body=urlencode({"_xsrf": token, "username": "kid", "password": "p" * 70_000}),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        xsrf=False,
+    )
+    assert response.code == 413
+    assert response.headers["Content-Type"].startswith("text/html")
+
+
+# --- registration form -----------------------------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_register_form_success(visitor, ctx):
+    response = await visitor.submit(
+        "/register", {"username": "New.Kid", "displayName": "New Kid", "password": PASSWORD}
+    )
+    assert response.code == 302 and location(response) == "/dashboard"
+    user = (await ctx.db.get_credentials("new.kid"))[0]
+    assert user.role == "student" and user.display_name == "New Kid"
+    assert "Hello, New Kid" in text(await visitor.fetch("/dashboard"))
+
+
+@pytest.mark.gen_test
+async def test_register_form_role_field_ignored(visitor, ctx):
+    response = await visitor.submit(
+        "/register", {"username": "sneaky", "password": PASSWORD, "role": "admin"}
+    )
+    assert response.code == 302
+    assert (await ctx.db.get_credentials("sneaky"))[0].role == "student"
+
+
+@pytest.mark.parametrize(
+    "data, field, message",
+    [
+        ({"username": HOSTILE, "password": PASSWORD}, "username", "3-32 characters"),
+        ({"username": "ab", "password": PASSWORD}, "username", "3-32 characters"),
+        ({"username": "kid", "password": "short"}, "password", "at least 8"),
+        ({"username": "kid", "password": "password1"}, "password", "too common"),
+        ({"username": "kid", "password": "p" * 257}, "password", "at most 256"),
+        (
+            {"username": "kid", "password": PASSWORD, "displayName": "d" * 65},
+            "displayName",
+            "At most 64",
+        ),
+        ({"username": "taken", "password": PASSWORD}, "username", "taken"),
+    ],
+)
+@pytest.mark.gen_test
+async def test_register_form_errors(visitor, make_user, ctx, data, field, message):
+    await make_user("taken")
+    data = {"displayName": HOSTILE, **data}
+    response = await visitor.submit("/register", data)
+    assert response.code in (400, 409)
+    body = text(response)
+    assert f'id="{field}-error"' in body
+    error_span = re.search(rf'id="{field}-error">([^<]*)<', body).group(1)
+    assert message in html.unescape(error_span)
+    # The typed username and display name come back, escaped, in the inputs.
+    for name in ("username", "displayName"):
+        assert f'name="{name}"' in body
+        if len(data[name]) <= 64:
+            assert f'value="{html.escape(data[name])}"' in body, name
+    assert data["password"] not in body or len(data["password"]) < 8
+    assert await ctx.db.count_users() == 1
+    assert ctx.settings.cookie_name not in visitor.cookies
+
+
+@pytest.mark.gen_test
+async def test_register_page_redirects_when_signed_in(make_page_client, make_user):
+    client = await signed_in(make_page_client, make_user)
+    response = await client.fetch("/register")
+    assert response.code == 302 and location(response) == "/dashboard"
+
+
+# --- @authenticated, next, roles -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/dashboard", "/sessions", "/account", "/admin", "/dashboard?tab=1&x=%3Cy%3E"]
+)
+@pytest.mark.gen_test
+async def test_authenticated_redirects_to_login(visitor, path):
+    response = await visitor.fetch(path)
+    assert response.code == 302
+    target = urlsplit(location(response))
+    assert target.path == "/login"
+    assert parse_qs(target.query)["next"] == [path]
+
+
+@pytest.mark.parametrize(
+    "path, data",
+    [
+        ("/sessions/revoke", {"session": "x"}),
+        ("/sessions/logout-all", {}),
+        ("/account", {"currentPassword": "x", "newPassword": "y", "confirmPassword": "y"}),
+        ("/admin/users/1", {"action": "revoke"}),
+    ],
+)
+@pytest.mark.gen_test
+async def test_signed_out_form_posts_refused(visitor, path, data):
+    response = await visitor.submit(path, data, page="/login")
+    assert response.code == 401
+    assert response.headers["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize(
+    "next_value, expected",
+    [
+        ("/sessions", "/sessions"),
+        ("/account?done=x", "/account?done=x"),
+        ("/x", "/x"),
+        ("//evil.example", "/dashboard"),
+        ("//evil.example/x", "/dashboard"),
+        ("/\\evil.example", "/dashboard"),
+        ("\\\\evil.example", "/dashboard"),
+        ("/\t/evil.example", "/dashboard"),
+        ("https://evil.example", "/dashboard"),
+        ("http:/evil.example", "/dashboard"),
+        ("javascript:alert(1)", "/dashboard"),
+        ("JavaScript:alert(1)", "/dashboard"),
+        ("data:text/html,x", "/dashboard"),
+        ("evil.example", "/dashboard"),
+        ("", "/dashboard"),
+        ("/x\r\nSet-Cookie: evil=1", "/dashboard"),
+        ("/x\nLocation: //evil", "/dashboard"),
+        ("/%0d%0aSet-Cookie:evil=1", "/%0d%0aSet-Cookie:evil=1"),  # inert: stays encoded
+        ("/%2F%2Fevil.example", "/%2F%2Fevil.example"),  # a path on this site, not a host
+        ("/" + "a" * 3000, "/dashboard"),
+    ],
+)
+@pytest.mark.gen_test
+async def test_next_rule(visitor, make_user, next_value, expected):
+    await make_user("kid")
+    response = await visitor.submit(
+        "/login?" + urlencode({"next": next_value}),
+        {"username": "kid", "password": PASSWORD},
+        page="/login",
+    )
+    assert response.code == 302
+    assert location(response) == expected
+    assert not any("evil" in value for value in response.headers.get_list("Set-Cookie"))
+    # The login page's form carries the same cleaned value.
+    page = text(
+        await make_page_client_of(visitor).fetch("/login?" + urlencode({"next": next_value}))
+    )
+    action = re.search(r'<form method="post" action="([^"]+)"', page).group(1)
+    carried = parse_qs(urlsplit(html.unescape(action)).query)["next"][0]
+    assert carried == expected
+
+
+def make_page_client_of(client: PageClient) -> PageClient:
+    return PageClient(client.http, client.base_url)
+
+
+@pytest.mark.parametrize("next_value", ["//evil.example", "https://evil.example", "/sessions"])
+@pytest.mark.gen_test
+async def test_next_rule_when_already_signed_in(make_page_client, make_user, next_value):
+    client = await signed_in(make_page_client, make_user)
+    response = await client.fetch("/login?" + urlencode({"next": next_value}))
+    assert response.code == 302
+    assert location(response) == (next_value if next_value == "/sessions" else "/dashboard")
+
+
+@pytest.mark.gen_test
+async def test_login_round_trip_through_next(visitor, make_user):
+    await make_user("kid")
+    response = await visitor.fetch("/sessions")
+    login_url = location(response)
+    response = await visitor.submit(
+        login_url, {"username": "kid", "password": PASSWORD}, page="/login"
+    )
+    assert location(response) == "/sessions"
+
+
+@pytest.mark.parametrize("role", ["student", "teacher"])
+@pytest.mark.gen_test
+async def test_admin_page_forbidden_for_non_admins(make_page_client, make_user, role):
+    client = await signed_in(make_page_client, make_user, "someone", role=role)
+    response = await client.fetch("/admin")
+    assert response.code == 403
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert "403" in text(response)
+    response = await client.submit("/admin/users/1", {"action": "revoke"}, page="/dashboard")
+    assert response.code == 403
+
+
+@pytest.mark.gen_test
+async def test_role_change_applies_to_next_page(make_page_client, make_user, ctx):
+    client = await signed_in(make_page_client, make_user, "someone", role="student")
+    assert (await client.fetch("/admin")).code == 403
+    user = (await ctx.db.get_credentials("someone"))[0]
+    await ctx.db.update_user(user.id, role="admin")
+    assert (await client.fetch("/admin")).code == 200
+
+
+# --- escaping of user content on every page --------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_user_content_escaped_everywhere(make_page_client, make_user, ctx):
+    # Attacker-controlled text: a display name, a user agent, and a username tried at login.
+    kid = make_page_client()
+    response = await kid.submit(
+        "/register", {"username": "kid", "displayName": HOSTILE[:64], "password": PASSWORD}
+    )
+    assert response.code == 302
+    kid_agent = make_page_client()
+    agent = "<script>alert('ua')</script>"
+    login_form = await kid_agent.form_xsrf("/login")
+    response = await kid_agent.fetch(
+        "/login",
+        "POST",
+        body=urlencode({"_xsrf": login_form, "username": "kid", "password": PASSWORD}),
+        headers={"Content-Type": "application/x-www-form-urlencoded", "User-Agent": agent},
+        xsrf=False,
+    )
+    assert response.code == 302
+    await make_page_client().submit("/login", {"username": HOSTILE[:60], "password": "nope nope"})
+    admin = await signed_in(make_page_client, make_user, "boss", role="admin")
+    shown_name = html.escape(HOSTILE[:64])
+    pages = [
+        (kid, "/", True),
+        (kid, "/dashboard", True),
+        (kid, "/sessions", True),
+        (kid, "/account", True),
+        (admin, "/admin", True),
+    ]
+    for client, path, shows_name in pages:
+        response = await client.fetch(path)
+        assert response.code == 200, path
+        if shows_name:
+            assert shown_name in text(response), path
+    sessions = text(await kid.fetch("/sessions"))
+    assert html.escape(agent) in sessions
+    admin_page = text(await admin.fetch("/admin"))
+    assert "<script>alert" not in admin_page
+
+
+@pytest.mark.gen_test
+async def test_error_pages_escape_and_have_no_inline_script(visitor):
+    response = await visitor.fetch("/<script>alert(1)</script>")
+    assert response.code == 404
+    response = await visitor.fetch("/login?next=" + "%3Cscript%3Ealert(1)%3C/script%3E")
+    assert response.code == 200
