@@ -79,8 +79,13 @@ def make_context(
     if settings.session_backend == "redis":
         # Several processes: fan-out through Redis pub/sub (sessions are shared there too).
         from .chat.redis_broker import RedisBroker
+        from .chat.redis_node import make_shared
 
-        hub = ChatHub(RedisBroker(settings.redis_url), wire=text_frame)
+        # Socket caps and presence are counted in Redis too, so the processes act as one.
+        sockets, presence = make_shared(settings.redis_url)
+        hub = ChatHub(
+            RedisBroker(settings.redis_url), wire=text_frame, presence=presence, sockets=sockets
+        )
     else:
         hub = make_hub(settings, wire=text_frame)
     # Once per app: an ended session (logout, revocation, expiry...) closes its chat sockets.

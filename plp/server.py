@@ -110,7 +110,7 @@ async def _start_shared(settings: Settings, ctx: Context) -> bool:
         return True
     try:
         await start()
-        await ctx.hub.broker.start()
+        await ctx.hub.start()
     except SessionStoreUnavailable:
         log.error(
             "cannot reach Redis at %s (session-backend redis); start it or fix --redis-url",
@@ -369,10 +369,11 @@ async def _drain(ctx: Context, server: DrainingHTTPServer, pruner: PeriodicCallb
 
 
 async def _close(ctx: Context, *, broker: bool = False) -> None:
-    """Release everything; `broker` when the chat hub's shutdown has not closed it."""
+    """Release everything; `broker` when the chat hub's shutdown has not closed its shared
+    parts (broker, socket counter, presence)."""
     hub = getattr(ctx, "hub", None)
     if broker and hub is not None:
-        await hub.broker.close()
+        await hub.close()
     await ctx.store.close()
     await ctx.throttle.close()
     ctx.hasher.close()

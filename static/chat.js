@@ -41,8 +41,10 @@
     typers: {}, // user id -> {name, timer}
     lastTypingSent: 0,
     seen: {}, // message id -> true, for the current channel
-    pending: {}, // clientId -> <li>
+    pending: {}, // clientId -> {li, text, after}: sent, not yet acknowledged
+    unconfirmed: [], // [{li, text, after}]: the connection dropped before the ack
     oldest: null,
+    newest: 0, // highest message id seen in the current channel
     counter: 0,
     connectedBefore: false
   };
@@ -133,7 +135,9 @@
     els.messages.replaceChildren();
     state.seen = {};
     state.pending = {};
+    state.unconfirmed = [];
     state.oldest = null;
+    state.newest = 0;
     state.online = {};
     Object.keys(state.typers).forEach(function (id) {
       clearTimeout(state.typers[id].timer);
@@ -209,12 +213,15 @@
     if (state.seen[message.id]) return;
     state.seen[message.id] = true;
     if (state.oldest === null || message.id < state.oldest) state.oldest = message.id;
+    if (message.id > state.newest) state.newest = message.id;
     var li = messageItem(message.author, message.text, message.createdAt);
     li.setAttribute("data-id", String(message.id));
     var pending = clientId ? state.pending[clientId] : null;
     if (pending) {
       delete state.pending[clientId];
-      pending.remove();
+      pending.li.remove();
+    } else {
+      dropUnconfirmedCopy(message);
     }
     // Keep id order whatever the arrival order (history and live frames can overlap);
     // unconfirmed messages stay at the end.
@@ -229,6 +236,23 @@
     }
     els.messages.insertBefore(li, before);
     if (atEnd && before === null) scrollToEnd();
+  }
+
+  // A send whose acknowledgement was lost with the connection may still have been stored.
+  // When a stored message turns up (history reloaded after reconnecting, or live) by me,
+  // with the same text, and newer than every message seen when that send started, it is
+  // that send: the local "not confirmed" copy goes, so the message does not show twice.
+  // Message ids (not clocks) order it, so a wrong client clock cannot confuse the rule.
+  function dropUnconfirmedCopy(message) {
+    if (!state.me || message.author.id !== state.me.id) return;
+    for (var i = 0; i < state.unconfirmed.length; i++) {
+      var copy = state.unconfirmed[i];
+      if (copy.text === message.text && message.id > copy.after) {
+        state.unconfirmed.splice(i, 1);
+        copy.li.remove();
+        return;
+      }
+    }
   }
 
   function isScrolledToEnd() {
@@ -317,7 +341,7 @@
     var li = messageItem(state.me, text, null);
     li.classList.add("pending");
     li.setAttribute("data-client-id", clientId);
-    state.pending[clientId] = li;
+    state.pending[clientId] = { li: li, text: text, after: state.newest };
     els.messages.appendChild(li);
     scrollToEnd();
     send({ type: "send", channel: state.current, text: text, clientId: clientId });
@@ -383,7 +407,11 @@
       state.joined = null;
       updateComposer();
       Object.keys(state.pending).forEach(function (clientId) {
-        markPendingFailed(clientId, "connection lost");
+        var entry = state.pending[clientId];
+        // Unknown outcome: it may have been stored just before the drop (see addMessage).
+        if (markPendingFailed(clientId, "not confirmed: connection lost")) {
+          state.unconfirmed.push(entry);
+        }
       });
       if (state.leaving) return;
       if (event.code === 4001) {
@@ -414,14 +442,15 @@
   }
 
   function markPendingFailed(clientId, message) {
-    var li = state.pending[clientId];
-    if (!li) return false;
+    var entry = state.pending[clientId];
+    if (!entry) return false;
+    var li = entry.li;
     delete state.pending[clientId];
     li.classList.remove("pending");
     li.classList.add("failed");
     var note = document.createElement("small");
     note.className = "danger-text";
-    note.textContent = " (not sent: " + message + ")";
+    note.textContent = " (" + message + ")";
     li.appendChild(note);
     return true;
   }
@@ -481,7 +510,7 @@
         renderChannels();
         break;
       case "error":
-        if (!(frame.ref && markPendingFailed(frame.ref, frame.message))) {
+        if (!(frame.ref && markPendingFailed(frame.ref, "not sent: " + frame.message))) {
           setStatus(frame.message);
         }
         break;

@@ -93,3 +93,44 @@ def test_two_users_chat_and_sign_out_elsewhere(browser, live_server):
     amy_context.close()
     ben_context.close()
     assert problems.items == []
+
+
+def test_a_send_stored_but_not_acknowledged_shows_once_after_reconnect(browser, live_server):
+    """The connection drops after the server stored a message but before its ack arrived:
+    the page marks it unconfirmed, and after reconnecting (history reloaded) shows it once."""
+    import json
+
+    server = live_server()
+    problems = PageProblems()
+    context = browser.new_context()
+    amy = register(context, server, "amy", "Amy", problems)
+    dropped: list[str] = []
+
+    def relay(ws) -> None:
+        upstream = ws.connect_to_server()
+
+        def from_server(message) -> None:
+            frame = json.loads(message)
+            if frame.get("type") == "message" and frame.get("clientId") and not dropped:
+                # Stored and acknowledged by the server; the ack is lost with the connection.
+                dropped.append(frame["clientId"])
+                ws.close(code=1012, reason="test: connection lost")
+                upstream.close()
+                return
+            ws.send(message)
+
+        upstream.on_message(from_server)
+
+    amy.route_web_socket("**/ws/chat", relay)
+    open_chat(amy, server)
+    amy.fill("textarea[name=message]", "did it arrive?")
+    amy.press("textarea[name=message]", "Enter")
+    # Marked as not confirmed while disconnected...
+    amy.wait_for_selector("#messages li.failed .text:text-is('did it arrive?')")
+    # ...and once reconnected, history has it: the stored copy only, no failed duplicate.
+    amy.wait_for_selector("#messages li[data-id] .text:text-is('did it arrive?')")
+    amy.wait_for_selector("#messages li.failed", state="detached")
+    assert amy.locator("#messages li .text").all_text_contents() == ["did it arrive?"]
+    assert len(dropped) == 1
+    context.close()
+    assert problems.items == []

@@ -11,6 +11,8 @@ the hub and closed with 1008, so one slow client cannot hold up or bloat the oth
 
 Events cross process boundaries only through a `Broker`: `LocalBroker` delivers in this
 process; a shared broker (Redis pub/sub) can replace it without touching the handlers.
+Likewise the socket caps (`SocketCounter`) and who is online in a channel (`Presence`) are
+behind small interfaces: the in-process versions here, the Redis ones in `redis_node.py`.
 """
 
 from __future__ import annotations
@@ -110,6 +112,132 @@ class Broker(abc.ABC):
         """Release connections."""
 
 
+class SocketCounter(abc.ABC):
+    """Admission for the socket caps: a slot per open socket, per user and per address."""
+
+    @abc.abstractmethod
+    async def acquire(
+        self, conn_id: str, user_id: int, address: str, per_user: int, per_address: int
+    ) -> str | None:
+        """Take a slot for `conn_id`; None, or why it is refused ('user', 'address').
+
+        Raises SessionStoreUnavailable when a shared counter cannot be reached.
+        """
+
+    @abc.abstractmethod
+    def release(self, conn_id: str) -> None:
+        """Give back the slot of `conn_id` (no-op if it holds none); never raises."""
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Begin (shared counters: register this process)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release every slot of this process and connections."""
+
+
+class MemorySocketCounter(SocketCounter):
+    """Counts in this process only (session-backend memory: there is only one process)."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, tuple[int, str]] = {}
+        self.by_user: dict[int, int] = {}
+        self.by_address: dict[str, int] = {}
+
+    def refusal(self, user_id: int, address: str, per_user: int, per_address: int) -> str | None:
+        """Why this process's own counts refuse another socket, or None."""
+        if self.by_user.get(user_id, 0) >= per_user:
+            return "user"
+        if self.by_address.get(address, 0) >= per_address:
+            return "address"
+        return None
+
+    async def acquire(
+        self, conn_id: str, user_id: int, address: str, per_user: int, per_address: int
+    ) -> str | None:
+        why = self.refusal(user_id, address, per_user, per_address)
+        if why is None:
+            self.record(conn_id, user_id, address)
+        return why
+
+    def record(self, conn_id: str, user_id: int, address: str) -> None:
+        """Count a slot as held here."""
+        if conn_id in self.held:
+            return
+        self.held[conn_id] = (user_id, address)
+        self.by_user[user_id] = self.by_user.get(user_id, 0) + 1
+        self.by_address[address] = self.by_address.get(address, 0) + 1
+
+    def forget(self, conn_id: str) -> tuple[int, str] | None:
+        """Stop counting a slot here; what it was (user id, address), or None."""
+        slot = self.held.pop(conn_id, None)
+        if slot is None:
+            return None
+        for table, key in ((self.by_user, slot[0]), (self.by_address, slot[1])):
+            left = table.get(key, 0) - 1
+            if left > 0:
+                table[key] = left
+            else:
+                table.pop(key, None)
+        return slot
+
+    def release(self, conn_id: str) -> None:
+        self.forget(conn_id)
+
+
+class Presence(abc.ABC):
+    """Who is online in each channel, and the `presence` events when that changes.
+
+    The hub counts its own connections per channel and user, and calls `arrived` when a
+    user's first connection here joins a channel and `departed` when their last one here
+    leaves it; an implementation decides whether that changes anything for everyone.
+    """
+
+    hub: ChatHub
+
+    def bind(self, hub: ChatHub) -> None:
+        """Attach the hub whose connections are counted."""
+        self.hub = hub
+
+    @abc.abstractmethod
+    def arrived(self, channel_id: int, user: dict[str, Any], conn_id: str) -> None:
+        """The user's first connection in this process joined the channel."""
+
+    @abc.abstractmethod
+    def departed(self, channel_id: int, user: dict[str, Any], *, announce: bool = True) -> None:
+        """The user's last connection in this process left the channel (or it was deleted)."""
+
+    @abc.abstractmethod
+    async def others(self, channel_id: int, user_id: int) -> list[dict[str, Any]]:
+        """Users online in the channel, but `user_id`; one public-user dict each."""
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Begin (shared presence: register this process)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Withdraw this process's users (shared presence) and release connections."""
+
+
+class LocalPresence(Presence):
+    """One process: presence is this hub's own counts, events go out through the broker."""
+
+    def arrived(self, channel_id: int, user: dict[str, Any], conn_id: str) -> None:
+        self.hub.publish(
+            channel_id,
+            {"type": "presence", "channel": channel_id, "user": user, "status": "online"},
+            exclude=conn_id,
+        )
+
+    def departed(self, channel_id: int, user: dict[str, Any], *, announce: bool = True) -> None:
+        if announce and not self.hub.closing:
+            self.hub.publish(
+                channel_id,
+                {"type": "presence", "channel": channel_id, "user": user, "status": "offline"},
+            )
+
+    async def others(self, channel_id: int, user_id: int) -> list[dict[str, Any]]:
+        return self.hub.online(channel_id, exclude_user=user_id)
+
+
 class LocalBroker(Broker):
     """A single process: every call is a direct delivery to this process's hub."""
 
@@ -131,9 +259,14 @@ class ChatHub:
         broker: Broker | None = None,
         *,
         wire: Callable[[str], Any] | None = None,
+        presence: Presence | None = None,
+        sockets: SocketCounter | None = None,
     ) -> None:
         self.broker = broker or LocalBroker()
         self.broker.bind(self)
+        self.presence = presence or LocalPresence()
+        self.presence.bind(self)
+        self.sockets = sockets or MemorySocketCounter()
         # Encodes a JSON frame once per fan-out into what subscribers' `send` takes.
         self.wire = wire
         self._prefix = secrets.token_hex(4)
@@ -142,8 +275,7 @@ class ChatHub:
         # channel -> user id -> how many of the user's connections here are in it
         self._present: dict[int, dict[int, int]] = {}
         self._by_session: dict[str, set[Subscriber]] = {}
-        self._by_user: dict[int, int] = {}
-        self._by_address: dict[str, int] = {}
+        self._by_user: dict[int, int] = {}  # informational; admission is `sockets`
         self._all: set[Subscriber] = set()
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -155,22 +287,32 @@ class ChatHub:
         """A connection id unique across processes (used to skip the sender in fan-out)."""
         return f"{self._prefix}-{next(self._ids)}"
 
-    def refusal(self, user_id: int, address: str, per_user: int, per_address: int) -> str | None:
-        """Why another socket for this user/address is refused ('user', 'address'), or None."""
+    async def admit(
+        self, conn_id: str, user_id: int, address: str, per_user: int, per_address: int
+    ) -> str | None:
+        """Take a socket slot for `conn_id`, or say why not ('shutdown', 'user', 'address').
+
+        A slot taken here must be given back with `release(conn_id)` however the socket ends.
+        """
         if self.closing:
             return "shutdown"
-        if self._by_user.get(user_id, 0) >= per_user:
-            return "user"
-        if self._by_address.get(address, 0) >= per_address:
-            return "address"
+        why = await self.sockets.acquire(conn_id, user_id, address, per_user, per_address)
+        if why is not None:
+            return why
+        if self.closing:  # shutdown began while the counter was asked
+            self.sockets.release(conn_id)
+            return "shutdown"
         return None
+
+    def release(self, conn_id: str) -> None:
+        """Give back a socket slot taken by `admit` (harmless if already given back)."""
+        self.sockets.release(conn_id)
 
     def add(self, sub: Subscriber) -> None:
         """Register a connection (no channels yet)."""
         self._all.add(sub)
         self._by_session.setdefault(sub.session_key, set()).add(sub)
         self._by_user[sub.user_id] = self._by_user.get(sub.user_id, 0) + 1
-        self._by_address[sub.address] = self._by_address.get(sub.address, 0) + 1
 
     def remove(self, sub: Subscriber) -> None:
         """Forget a connection: leave its channels (presence offline) and free its slots."""
@@ -184,12 +326,12 @@ class ChatHub:
             mine.discard(sub)
             if not mine:
                 del self._by_session[sub.session_key]
-        for table, key in ((self._by_user, sub.user_id), (self._by_address, sub.address)):
-            left = table.get(key, 0) - 1
-            if left > 0:
-                table[key] = left
-            else:
-                table.pop(key, None)
+        left = self._by_user.get(sub.user_id, 0) - 1
+        if left > 0:
+            self._by_user[sub.user_id] = left
+        else:
+            self._by_user.pop(sub.user_id, None)
+        self.sockets.release(sub.conn_id)
 
     def connected(self, sub: Subscriber) -> bool:
         """Whether the subscriber is still registered (not closed or dropped)."""
@@ -214,11 +356,7 @@ class ChatHub:
         count = present.get(sub.user_id, 0)
         present[sub.user_id] = count + 1
         if count == 0:
-            self.publish(
-                channel_id,
-                {"type": "presence", "channel": channel_id, "user": sub.user, "status": "online"},
-                exclude=sub.conn_id,
-            )
+            self.presence.arrived(channel_id, sub.user, sub.conn_id)
         return self.online(channel_id, exclude_user=sub.user_id)
 
     def leave(self, sub: Subscriber, channel_id: int) -> bool:
@@ -239,22 +377,29 @@ class ChatHub:
         present.pop(sub.user_id, None)
         if not present:
             self._present.pop(channel_id, None)
-        if self.closing:
-            return True  # everyone is being disconnected; no point announcing it
-        self.publish(
-            channel_id,
-            {"type": "presence", "channel": channel_id, "user": sub.user, "status": "offline"},
-            exclude=sub.conn_id,
-        )
+        self.presence.departed(channel_id, sub.user)
         return True
 
     def online(self, channel_id: int, *, exclude_user: int | None = None) -> list[dict[str, Any]]:
-        """The users with a connection in the channel (in this process), one entry each."""
+        """The users with a connection in the channel in this process, one entry each.
+
+        Across processes ask `presence.others` instead.
+        """
         seen: dict[int, dict[str, Any]] = {}
         for sub in self._channels.get(channel_id, ()):
             if sub.user_id != exclude_user and sub.user_id not in seen:
                 seen[sub.user_id] = sub.user
         return list(seen.values())
+
+    def present_users(self) -> dict[int, list[dict[str, Any]]]:
+        """Channel -> the users with a connection in it in this process (one entry each)."""
+        out: dict[int, list[dict[str, Any]]] = {}
+        for channel_id, subs in self._channels.items():
+            seen: dict[int, dict[str, Any]] = {}
+            for sub in subs:
+                seen.setdefault(sub.user_id, sub.user)
+            out[channel_id] = list(seen.values())
+        return out
 
     def members(self, channel_id: int) -> int:
         """Connections subscribed to the channel in this process."""
@@ -322,9 +467,14 @@ class ChatHub:
     def drop_channel(self, channel_id: int, frame: str) -> None:
         """This process's part of a channel deletion (no presence: the channel is gone)."""
         self.deliver(channel_id, frame)
+        users: dict[int, dict[str, Any]] = {}
         for sub in self._channels.pop(channel_id, ()):
             sub.channels.discard(channel_id)
+            users[sub.user_id] = sub.user
         self._present.pop(channel_id, None)
+        for user in users.values():
+            # Nobody is left to tell; a shared presence still forgets this process's entries.
+            self.presence.departed(channel_id, user, announce=False)
 
     def session_ended(self, key: str, user_id: int, reason: str) -> None:
         """A SessionStore end listener: close that session's sockets everywhere with 4001."""
@@ -362,4 +512,19 @@ class ChatHub:
             log.warning("%d chat sends still running after %.0f s", self._in_flight, grace)
         for sub in list(self._all):
             self.drop(sub, CLOSE_GOING_AWAY, "server shutting down")
+        # Presence first: withdrawing this process's users announces them offline elsewhere.
+        await self.presence.close()
+        await self.sockets.close()
+        await self.broker.close()
+
+    async def start(self) -> None:
+        """Connect the shared parts (broker, presence, socket counter) before serving."""
+        await self.broker.start()
+        await self.presence.start()
+        await self.sockets.start()
+
+    async def close(self) -> None:
+        """Release the shared parts without the shutdown sequence (a failed start)."""
+        await self.presence.close()
+        await self.sockets.close()
         await self.broker.close()

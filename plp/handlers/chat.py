@@ -216,6 +216,7 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
 
     is_api = True
     sub: Subscriber | None = None
+    conn_id: str | None = None
     _watchdog: object | None = None
 
     # ------------------------------------------------------------------- handshake
@@ -230,8 +231,13 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
             self.audit_rejection("origin", origin=origin[:200])
             raise ApiError(403, "forbidden", "WebSocket connections from this origin are refused.")
         settings = self.ctx.settings
-        why = self.ctx.hub.refusal(
-            self.user.id, self.ip, settings.sockets_per_user, settings.sockets_per_address
+        hub = self.ctx.hub
+        conn_id = hub.new_conn_id()
+        # The slot is taken atomically (in Redis with session-backend redis, so the caps hold
+        # across processes) and held until the socket ends; the finally gives it back however
+        # the upgrade or the connection ends. SessionStoreUnavailable here answers 503.
+        why = await hub.admit(
+            conn_id, self.user.id, self.ip, settings.sockets_per_user, settings.sockets_per_address
         )
         if why == "shutdown":
             raise ApiError(503, "unavailable", "The server is restarting; reconnect shortly.")
@@ -243,8 +249,12 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
                 "Too many open chat connections; close another tab and retry.",
                 headers={"Retry-After": "5"},
             )
-        # No await between the checks above and open(): the slot cannot be taken meanwhile.
-        await super().get(*args, **kwargs)
+        self.conn_id = conn_id
+        try:
+            # Returns only when the connection is over (Tornado reads frames inside it).
+            await super().get(*args, **kwargs)
+        finally:
+            hub.release(conn_id)
 
     def check_origin(self, origin: str) -> bool:
         return origin_allowed(origin, self.request, self.ctx.settings)
@@ -290,8 +300,9 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
         self.loop = IOLoop.current()
         self.last_heard = self.loop.time()
         self.set_nodelay(True)
+        assert self.conn_id is not None
         sub = Subscriber(
-            conn_id=self.hub.new_conn_id(),
+            conn_id=self.conn_id,
             session_key=session.key,
             user_id=user.id,
             user=public_user(user),
@@ -323,6 +334,8 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
     def on_close(self) -> None:
         if self.sub is not None:
             self.hub.remove(self.sub)
+        if self.conn_id is not None:
+            self.hub.release(self.conn_id)
         if self._watchdog is not None:
             self.loop.remove_timeout(self._watchdog)
             self._watchdog = None
@@ -455,7 +468,14 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
         if not self.hub.connected(self.sub):
             return  # closed while the lookup ran
         self.kinds[channel_id] = channel.kind
-        others = self.hub.join(self.sub, channel_id)
+        sub = self.sub
+        self.hub.join(sub, channel_id)
+        # Everyone online, in every process (with session-backend redis a Redis round trip,
+        # queued after this socket's own arrival: once `joined` is sent, every process
+        # counts the user as online here).
+        others = await self.hub.presence.others(channel_id, sub.user_id)
+        if channel_id not in sub.channels:
+            return  # left, closed or the channel deleted meanwhile
         self.send_event({"type": "joined", "channel": channel_id})
         for user in others:
             self.send_event(

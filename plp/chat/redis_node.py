@@ -1,0 +1,588 @@
+"""Socket caps and presence shared by every plp process through Redis (SPEC §8, §11).
+
+Each process is a *node* with a random id. It proves it is alive with a key `node:<id>`
+that expires after `NODE_TTL` seconds unless its heartbeat (every `HEARTBEAT` seconds)
+renews it. Everything a node adds to the shared counts is recorded under its id, so when a
+node dies without cleaning up (crash, kill -9, network cut) its entries stop counting as
+soon as its key expires, and the next heartbeat of any other node reaps them.
+
+Keys, under the session store's prefix (`plp:` by default):
+
+- `node:<node>`       liveness, with a TTL; `nodes`: set of node ids ever seen (for reaping).
+- `ws:u:<user_id>`, `ws:a:<address>`: hash node -> that node's open sockets of the user /
+                      address. A count is the sum over live nodes.
+- `ws:n:<node>`       set of the `ws:*` keys the node has a field in.
+- `pr:<channel>`      hash user id -> public user JSON, for users online in the channel.
+- `pr:<channel>:<uid>` set of nodes where the user has a socket in the channel.
+- `pr:n:<node>`       set of `<channel>:<uid>` the node has put into presence.
+
+Every change is one Lua script, so two nodes never both decide "first socket" or "last
+socket". Presence changes are announced by the same script, which PUBLISHes a `presence`
+frame on the chat broker's channel in the broker's own format, so every node (this one
+included) delivers it to its sockets: exactly one `online` when a user's first socket in a
+channel anywhere joins, one `offline` when the last one anywhere leaves.
+
+Ordering: a node's changes go through one queue worked in order (batches pipelined on one
+connection), so "leave then join again" can never reach Redis as "join then leave".
+
+Redis unreachable: admission raises `SessionStoreUnavailable` (handshake 503) and the
+join-time presence list raises it too (the socket closes with 1013). Changes that cannot be
+written (a socket closing, a user leaving) are not retried one by one: the node marks itself
+*dirty*, and as soon as Redis answers it rewrites all its entries from its own in-memory
+truth in one script, announcing whatever changed meanwhile. The same resync runs when a
+heartbeat finds the node's key had expired (it was reaped while cut off).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from ..sessions.base import SessionStoreUnavailable
+from ..sessions.redis import DEFAULT_PREFIX, channel_name, connect
+from .hub import ChatHub, MemorySocketCounter, Presence, dumps
+from .redis_broker import CHAT_CHANNEL, _is_down
+
+log = logging.getLogger(__name__)
+
+NODE_TTL = 30.0  # seconds a node counts as alive after its last heartbeat
+HEARTBEAT = 10.0  # seconds between heartbeats (renew, reap dead nodes, resync if dirty)
+BATCH = 256
+CLOSE_TIMEOUT = 3.0  # seconds to finish queued writes at shutdown
+# Broker-format origin of presence frames published by the scripts: matches no process,
+# so every process (the publishing one too) delivers them.
+SCRIPT_ORIGIN = "presence"
+
+# ARGV[1..4] of every script: prefix, this node, the chat channel, SCRIPT_ORIGIN.
+_LUA_PRELUDE = """
+local p, node, chan, origin = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local function alive(n)
+  return n == node or redis.call('EXISTS', p .. 'node:' .. n) == 1
+end
+local function announce(ch, user, status, exclude)
+  redis.call('PUBLISH', chan, origin .. ' m ' .. ch .. ' ' .. exclude .. '\\n' ..
+    '{"type":"presence","channel":' .. ch .. ',"user":' .. user ..
+    ',"status":"' .. status .. '"}')
+end
+local function pr_add(ch, uid, user, exclude)
+  local set = p .. 'pr:' .. ch .. ':' .. uid
+  redis.call('SADD', p .. 'pr:n:' .. node, ch .. ':' .. uid)
+  redis.call('HSET', p .. 'pr:' .. ch, uid, user)
+  if redis.call('SISMEMBER', set, node) == 1 then return end
+  local before = false
+  for _, m in ipairs(redis.call('SMEMBERS', set)) do
+    if alive(m) then before = true break end
+  end
+  redis.call('SADD', set, node)
+  if not before then announce(ch, user, 'online', exclude) end
+end
+local function pr_remove(n, ch, uid, say)
+  local set = p .. 'pr:' .. ch .. ':' .. uid
+  redis.call('SREM', p .. 'pr:n:' .. n, ch .. ':' .. uid)
+  if redis.call('SREM', set, n) == 0 then return end
+  for _, m in ipairs(redis.call('SMEMBERS', set)) do
+    if alive(m) then return end
+  end
+  redis.call('DEL', set)
+  local user = redis.call('HGET', p .. 'pr:' .. ch, uid)
+  redis.call('HDEL', p .. 'pr:' .. ch, uid)
+  if user and say then announce(ch, user, 'offline', '-') end
+end
+local function split(e)
+  local c = string.find(e, ':', 1, true)
+  return string.sub(e, 1, c - 1), string.sub(e, c + 1)
+end
+local function withdraw(n)
+  local idx = p .. 'ws:n:' .. n
+  for _, k in ipairs(redis.call('SMEMBERS', idx)) do redis.call('HDEL', k, n) end
+  redis.call('DEL', idx)
+  for _, e in ipairs(redis.call('SMEMBERS', p .. 'pr:n:' .. n)) do
+    local ch, uid = split(e)
+    pr_remove(n, ch, uid, true)
+  end
+  redis.call('DEL', p .. 'pr:n:' .. n)
+end
+local function live_count(key)
+  local total = 0
+  local h = redis.call('HGETALL', key)
+  for i = 1, #h, 2 do
+    if alive(h[i]) then total = total + tonumber(h[i + 1]) end
+  end
+  return total
+end
+"""
+
+# ARGV[5..]: user key, address key, per_user, per_address. Returns '' or the refusal.
+_LUA_ACQUIRE = (
+    _LUA_PRELUDE
+    + """
+local ukey, akey = p .. ARGV[5], p .. ARGV[6]
+if live_count(ukey) >= tonumber(ARGV[7]) then return 'user' end
+if live_count(akey) >= tonumber(ARGV[8]) then return 'address' end
+redis.call('HINCRBY', ukey, node, 1)
+redis.call('HINCRBY', akey, node, 1)
+redis.call('SADD', p .. 'ws:n:' .. node, ukey, akey)
+return ''
+"""
+)
+
+# ARGV[5..]: user key, address key.
+_LUA_RELEASE = (
+    _LUA_PRELUDE
+    + """
+for i = 5, 6 do
+  local k = p .. ARGV[i]
+  if redis.call('HINCRBY', k, node, -1) <= 0 then
+    redis.call('HDEL', k, node)
+    redis.call('SREM', p .. 'ws:n:' .. node, k)
+  end
+end
+return 1
+"""
+)
+
+# ARGV[5..]: channel, user id, user JSON, exclude connection id.
+_LUA_PR_ADD = (
+    _LUA_PRELUDE
+    + """
+pr_add(ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+return 1
+"""
+)
+
+# ARGV[5..]: channel, user id, '1' to announce.
+_LUA_PR_REMOVE = (
+    _LUA_PRELUDE
+    + """
+pr_remove(node, ARGV[5], ARGV[6], ARGV[7] == '1')
+return 1
+"""
+)
+
+# ARGV[5]: channel. Returns the JSON of every user with a socket in it on a live node.
+_LUA_PR_LIST = (
+    _LUA_PRELUDE
+    + """
+local out = {}
+local h = redis.call('HGETALL', p .. 'pr:' .. ARGV[5])
+for i = 1, #h, 2 do
+  for _, m in ipairs(redis.call('SMEMBERS', p .. 'pr:' .. ARGV[5] .. ':' .. h[i])) do
+    if alive(m) then table.insert(out, h[i + 1]) break end
+  end
+end
+return out
+"""
+)
+
+# ARGV[5]: JSON {"ws": {key: count}, "pr": [[channel, uid, user JSON], ...]}: this node's
+# whole truth. Replaces its entries; announces presence that changed.
+_LUA_SYNC = (
+    _LUA_PRELUDE
+    + """
+local want = cjson.decode(ARGV[5])
+local idx = p .. 'ws:n:' .. node
+for _, k in ipairs(redis.call('SMEMBERS', idx)) do redis.call('HDEL', k, node) end
+redis.call('DEL', idx)
+for k, c in pairs(want.ws) do
+  redis.call('HSET', p .. k, node, c)
+  redis.call('SADD', idx, p .. k)
+end
+local keep = {}
+for _, w in ipairs(want.pr) do keep[w[1] .. ':' .. w[2]] = true end
+for _, e in ipairs(redis.call('SMEMBERS', p .. 'pr:n:' .. node)) do
+  if not keep[e] then
+    local ch, uid = split(e)
+    pr_remove(node, ch, uid, true)
+  end
+end
+for _, w in ipairs(want.pr) do pr_add(w[1], w[2], w[3], '-') end
+return 1
+"""
+)
+
+# ARGV[5..]: node TTL in ms. Renews this node; reaps dead ones. Returns 1 if this node's
+# key had expired (its entries may have been reaped: resync).
+_LUA_BEAT = (
+    _LUA_PRELUDE
+    + """
+local lost = redis.call('EXISTS', p .. 'node:' .. node) == 0
+redis.call('SET', p .. 'node:' .. node, '1', 'PX', ARGV[5])
+redis.call('SADD', p .. 'nodes', node)
+for _, n in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do
+  if n ~= node and redis.call('EXISTS', p .. 'node:' .. n) == 0 then
+    withdraw(n)
+    redis.call('SREM', p .. 'nodes', n)
+  end
+end
+if lost then return 1 end
+return 0
+"""
+)
+
+# Withdraws this node (clean shutdown): its users go offline where it was their last node.
+_LUA_LEAVE = (
+    _LUA_PRELUDE
+    + """
+withdraw(node)
+redis.call('DEL', p .. 'node:' .. node)
+redis.call('SREM', p .. 'nodes', node)
+return 1
+"""
+)
+
+
+@dataclass(slots=True)
+class _Op:
+    script: str
+    args: list[Any]
+    # Awaited ops (admission, the presence list) get their result or exception here;
+    # the others are fire-and-forget and are covered by a resync if they cannot be written.
+    future: asyncio.Future | None = None
+    on_success: Any = None
+
+
+class RedisNode:
+    """This process as a node: the ordered op queue, the heartbeat and the resync."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        node_ttl: float = NODE_TTL,
+        heartbeat: float = HEARTBEAT,
+    ) -> None:
+        self.prefix = prefix
+        self.node = secrets.token_hex(8)
+        self.node_ttl = node_ttl
+        self.heartbeat = heartbeat
+        self._client = connect(url)
+        self.channel = channel_name(self._client, prefix, CHAT_CHANNEL)
+        self._scripts = {
+            name: self._client.register_script(source)
+            for name, source in (
+                ("acquire", _LUA_ACQUIRE),
+                ("release", _LUA_RELEASE),
+                ("pr_add", _LUA_PR_ADD),
+                ("pr_remove", _LUA_PR_REMOVE),
+                ("pr_list", _LUA_PR_LIST),
+                ("sync", _LUA_SYNC),
+                ("beat", _LUA_BEAT),
+                ("leave", _LUA_LEAVE),
+            )
+        }
+        self.sockets: RedisSocketCounter | None = None
+        self.presence: RedisPresence | None = None
+        self._queue: asyncio.Queue[_Op | None] | None = None
+        self._worker: asyncio.Task | None = None
+        self._beater: asyncio.Task | None = None
+        self._dirty = True  # nothing written yet: the first batch writes the whole truth
+        self._closed = False
+        self._started = False
+        self._synced = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Register this node (Redis must answer: SessionStoreUnavailable otherwise)."""
+        if self._started or self._closed:
+            return
+        try:
+            await self.beat()
+            await self._resync()  # now, so the first changes are not coalesced
+        except Exception as exc:
+            if _is_down(exc):
+                raise SessionStoreUnavailable("cannot register this process in Redis") from exc
+            raise
+        self._started = True
+        self._ensure_running()
+
+    async def close(self) -> None:
+        """Withdraw this node's entries (announcing offline) and stop; best effort."""
+        if self._closed:
+            return
+        self._closed = True
+        # No cancelling a task inside a Redis call (the client may swallow the cancellation):
+        # the worker stops at a sentinel after writing what was queued before it.
+        if self._worker is not None and self._queue is not None:
+            # Queued changes are moot: the withdrawal below removes all of this node's entries.
+            waiting = []
+            while not self._queue.empty():
+                op = self._queue.get_nowait()
+                if op is not None and op.future is not None:
+                    waiting.append(op)
+            for op in waiting:
+                self._queue.put_nowait(op)
+            self._queue.put_nowait(None)
+            await asyncio.wait([self._worker], timeout=CLOSE_TIMEOUT)
+        if self._beater is not None:
+            self._beater.cancel()
+            await asyncio.wait([self._beater], timeout=CLOSE_TIMEOUT)
+        self._beater = self._worker = None
+        if self._queue is not None:
+            while not self._queue.empty():
+                op = self._queue.get_nowait()
+                if op is not None and op.future is not None and not op.future.done():
+                    op.future.set_exception(SessionStoreUnavailable("shutting down"))
+        if not self._started and self._queue is None:
+            await self._client.aclose()
+            return  # never registered (Redis was down at start): nothing to withdraw
+        try:
+            await self._run("leave")
+        except Exception as exc:
+            log.warning("could not withdraw this process from Redis (%s)", type(exc).__name__)
+        with contextlib.suppress(Exception):
+            await self._client.aclose()
+
+    def _ensure_running(self) -> None:
+        if self._closed:
+            return
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        if self._worker is None:
+            self._worker = loop.create_task(self._work())
+        if self._beater is None:
+            self._beater = loop.create_task(self._beat_forever())
+
+    # -- operations ------------------------------------------------------------------------
+
+    def _args(self, *args: Any) -> list[Any]:
+        return [self.prefix, self.node, self.channel, SCRIPT_ORIGIN, *args]
+
+    async def _run(self, script: str, *args: Any) -> Any:
+        return await self._scripts[script](args=self._args(*args))
+
+    def submit(self, script: str, *args: Any, on_success: Any = None) -> None:
+        """Queue a change; its effect is also in local state, so a resync can redo it."""
+        if self._closed:
+            return
+        self._ensure_running()
+        assert self._queue is not None
+        self._queue.put_nowait(_Op(script, list(args), None, on_success))
+
+    async def call(self, script: str, *args: Any, on_success: Any = None) -> Any:
+        """Queue an operation and wait for its result (in order with every change before it)."""
+        if self._closed:
+            raise SessionStoreUnavailable("shutting down")
+        self._ensure_running()
+        assert self._queue is not None
+        future = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Op(script, list(args), future, on_success))
+        return await future
+
+    def mark_dirty(self) -> None:
+        self._dirty = True
+
+    async def _work(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        stopping = False
+        while not stopping:
+            batch: list[_Op] = []
+            item = await queue.get()
+            while True:
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+                if len(batch) >= BATCH or queue.empty():
+                    break
+                item = queue.get_nowait()
+            if not batch:
+                continue
+            try:
+                await self._write(batch)
+            except Exception as exc:
+                self._dirty = True
+                if not _is_down(exc):
+                    log.exception("shared chat state: a Redis write failed")
+                error = SessionStoreUnavailable(f"Redis cannot be reached ({type(exc).__name__})")
+                for op in batch:
+                    if op.future is not None and not op.future.done():
+                        op.future.set_exception(error)
+
+    async def _write(self, batch: list[_Op]) -> None:
+        if self._dirty:
+            # The resync writes the local truth, which already includes every queued
+            # change: only the awaited operations still need to run.
+            await self._resync()
+            batch = [op for op in batch if op.future is not None]
+        batch = [op for op in batch if op.script]
+        if not batch:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for op in batch:
+                await self._scripts[op.script](args=self._args(*op.args), client=pipe)
+            results = await pipe.execute(raise_on_error=False)
+        for op, result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("shared chat state: script %s failed: %s", op.script, result)
+                self._dirty = True
+                if op.future is not None and not op.future.done():
+                    op.future.set_exception(SessionStoreUnavailable("shared state failed"))
+                continue
+            # Run here, in queue order, so a resync never misses a slot just admitted.
+            if op.on_success is not None:
+                op.on_success(result)
+            if op.future is not None and not op.future.done():
+                op.future.set_result(result)
+
+    async def _resync(self) -> None:
+        truth: dict[str, Any] = {"ws": {}, "pr": []}
+        if self.sockets is not None:
+            truth["ws"] = self.sockets.truth()
+        if self.presence is not None:
+            truth["pr"] = self.presence.truth()
+        self._dirty = False
+        try:
+            await self._run("sync", json.dumps(truth, separators=(",", ":"), ensure_ascii=False))
+        except BaseException:
+            self._dirty = True
+            raise
+        synced, self._synced = self._synced, True
+        # The first write at start is routine; later ones follow an outage or a reaping.
+        log.log(
+            logging.INFO if synced else logging.DEBUG,
+            "shared chat state written for this process (%d socket keys, %d presences)",
+            len(truth["ws"]),
+            len(truth["pr"]),
+        )
+
+    # -- heartbeat ---------------------------------------------------------------------------
+
+    async def beat(self) -> None:
+        """Renew this node, reap dead nodes; queue a resync if this node had been reaped."""
+        lost = await self._run("beat", max(1, int(self.node_ttl * 1000)))
+        if lost and self._started:
+            log.warning("this process's Redis registration had expired; rewriting its state")
+        if lost or self._dirty:
+            self._dirty = True
+            if self._started or self._queue is not None:
+                self.kick()
+
+    def kick(self) -> None:
+        """Wake the worker so a pending resync runs now rather than with the next change."""
+        if self._queue is not None and not self._closed:
+            self._queue.put_nowait(_Op("", []))
+
+    async def _beat_forever(self) -> None:
+        failing = False
+        # start() has just beaten; a node started lazily (first use) registers at once.
+        delay = self.heartbeat if self._started else 0.0
+        while not self._closed:
+            await asyncio.sleep(delay)
+            delay = self.heartbeat
+            try:
+                await self.beat()
+                if failing:
+                    log.info("shared chat state: Redis answers again")
+                failing = False
+            except Exception as exc:
+                self._dirty = True
+                if not failing:
+                    log.warning(
+                        "shared chat state: heartbeat failed (%s); retrying", type(exc).__name__
+                    )
+                failing = True
+
+
+class RedisSocketCounter(MemorySocketCounter):
+    """Socket caps counted in Redis across nodes; local counts are this node's truth."""
+
+    def __init__(self, node: RedisNode) -> None:
+        super().__init__()
+        self.node = node
+        node.sockets = self
+
+    @staticmethod
+    def _keys(user_id: int, address: str) -> tuple[str, str]:
+        return f"ws:u:{user_id}", f"ws:a:{address}"
+
+    async def acquire(
+        self, conn_id: str, user_id: int, address: str, per_user: int, per_address: int
+    ) -> str | None:
+        ukey, akey = self._keys(user_id, address)
+
+        def admitted(result: Any) -> None:
+            if result == "":
+                self.record(conn_id, user_id, address)
+
+        result = await self.node.call(
+            "acquire", ukey, akey, per_user, per_address, on_success=admitted
+        )
+        return result or None
+
+    def release(self, conn_id: str) -> None:
+        slot = self.forget(conn_id)
+        if slot is not None:
+            self.node.submit("release", *self._keys(*slot))
+
+    def truth(self) -> dict[str, int]:
+        """This node's socket counts by key (without the prefix), for a resync."""
+        counts: dict[str, int] = {}
+        for user_id, n in self.by_user.items():
+            counts[f"ws:u:{user_id}"] = n
+        for address, n in self.by_address.items():
+            counts[f"ws:a:{address}"] = n
+        return counts
+
+    async def start(self) -> None:
+        await self.node.start()
+
+    async def close(self) -> None:
+        await self.node.close()
+
+
+class RedisPresence(Presence):
+    """Presence across nodes: Redis decides first/last socket anywhere and announces it."""
+
+    def __init__(self, node: RedisNode) -> None:
+        self.node = node
+        node.presence = self
+
+    def arrived(self, channel_id: int, user: dict[str, Any], conn_id: str) -> None:
+        self.node.submit("pr_add", channel_id, user["id"], dumps(user), conn_id)
+
+    def departed(self, channel_id: int, user: dict[str, Any], *, announce: bool = True) -> None:
+        if self.hub.closing:
+            return  # close() withdraws the whole node in one script
+        self.node.submit("pr_remove", channel_id, user["id"], "1" if announce else "0")
+
+    async def others(self, channel_id: int, user_id: int) -> list[dict[str, Any]]:
+        rows = await self.node.call("pr_list", channel_id)
+        users = []
+        for row in rows or ():
+            try:
+                user = json.loads(row)
+            except ValueError:
+                continue
+            if isinstance(user, dict) and user.get("id") != user_id:
+                users.append(user)
+        return users
+
+    def truth(self) -> list[list[Any]]:
+        """[channel, user id, user JSON] for every user with a socket here, for a resync."""
+        hub: ChatHub = self.hub
+        rows: list[list[Any]] = []
+        for channel_id, users in hub.present_users().items():
+            for user in users:
+                rows.append([str(channel_id), str(user["id"]), dumps(user)])
+        return rows
+
+    async def start(self) -> None:
+        await self.node.start()
+
+    async def close(self) -> None:
+        await self.node.close()
+
+
+def make_shared(url: str, *, prefix: str = DEFAULT_PREFIX) -> tuple[RedisSocketCounter, Presence]:
+    """The socket counter and presence of one node on this Redis."""
+    node = RedisNode(url, prefix=prefix)
+    return RedisSocketCounter(node), RedisPresence(node)
