@@ -169,6 +169,25 @@ class BaseHandler(tornado.web.RequestHandler):
                 403, "xsrf", "The form or request is missing a valid XSRF token; reload and retry."
             ) from exc
 
+    async def head(self, *args: Any, **kwargs: Any) -> None:
+        """HEAD is GET without the body (RFC 9110), wherever GET exists; Tornado drops the body."""
+        get = type(self).get
+        if get is tornado.web.RequestHandler.get:
+            raise HTTPError(405)
+        result = get(self, *args, **kwargs)
+        if result is not None:
+            await result
+
+    def allowed_methods(self) -> list[str]:
+        """The methods this route implements, for the `Allow` header of a 405."""
+        base = tornado.web.RequestHandler
+        methods = [
+            m
+            for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+            if getattr(type(self), m.lower()) is not getattr(base, m.lower())
+        ]
+        return methods[:1] + ["HEAD"] + methods[1:] if "GET" in methods else methods
+
     def options(self, *args: Any, **kwargs: Any) -> None:
         """CORS preflight: answered only for allowed origins."""
         origin = self.request.headers.get("Origin", "")
@@ -185,6 +204,8 @@ class BaseHandler(tornado.web.RequestHandler):
     def error_info(self, status_code: int, kwargs: dict[str, Any]) -> tuple[str, str, dict | None]:
         """(code, message, fields) for an error being written."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         if isinstance(exc, ApiError):
             for name, value in exc.headers.items():
                 self.set_header(name, value)

@@ -1,0 +1,82 @@
+"""Black-box QA against SPEC.md: corners a careful user or client hits (real HTTP, no mocks)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+
+from tests.conftest import body
+from tests.test_headers import assert_security_headers
+
+
+@pytest.mark.gen_test
+async def test_head_answers_like_get_without_a_body(client, make_user):
+    # Uptime monitors and load balancers probe with HEAD (RFC 9110: servers support GET+HEAD).
+    health = await client.fetch("/healthz", "HEAD")
+    assert health.code == 200
+    assert health.body == b""
+    assert health.headers["Cache-Control"] == "no-store"
+    assert_security_headers(health, "HEAD /healthz")
+    login = await client.fetch("/login", "HEAD")
+    assert login.code == 200 and login.body == b""
+    anonymous = await client.fetch("/api/users/me", "HEAD")
+    assert anonymous.code == 401 and anonymous.body == b""
+    page = await client.fetch("/dashboard", "HEAD")
+    assert page.code == 302 and page.headers["Location"] == "/login?next=%2Fdashboard"
+    await make_user("hana")
+    assert (await client.login("hana")).code == 200
+    me = await client.fetch("/api/users/me", "HEAD")
+    assert me.code == 200 and me.body == b""
+    # A route without GET still refuses HEAD.
+    assert (await client.fetch("/api/auth/login", "HEAD")).code == 405
+    socket = await client.fetch("/ws/chat", "HEAD")
+    assert 400 <= socket.code < 500
+
+
+@pytest.mark.gen_test
+async def test_405_names_the_allowed_methods(client):
+    logout = await client.fetch("/logout")
+    assert logout.code == 405
+    assert logout.headers["Allow"] == "POST"
+    api = await client.fetch("/api/auth/login")
+    assert api.code == 405 and body(api)["error"] == "method_not_allowed"
+    assert api.headers["Allow"] == "POST"
+    odd = await client.fetch("/api/users/me", "TRACE")
+    assert odd.code == 405 and body(odd)["error"] == "method_not_allowed"
+    assert odd.headers["Allow"] == "GET, HEAD"
+    assert_security_headers(odd, "TRACE /api/users/me")
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE", "TRACE"])
+async def test_bare_api_path_is_a_json_404(client, method):
+    response = await client.fetch("/api", method)
+    assert response.code in (404, 405)
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert body(response)["error"] in ("not_found", "method_not_allowed")
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.gen_test
+async def test_next_with_non_ascii_is_percent_encoded(client, make_user):
+    await make_user("ida")
+    assert (await client.login("ida")).code == 200
+    target = "/chat?room=é ☃"
+    response = await client.fetch("/login?next=" + quote(target, safe=""))
+    assert response.code == 302
+    location = response.headers["Location"]
+    assert location == "/chat?room=%C3%A9%20%E2%98%83"
+    assert location.isascii()
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("target", ["/x\x7fy", "/a\x01b", "/\u00a0/evil.example"])
+async def test_next_with_control_characters_is_never_a_500(client, make_user, target):
+    await make_user("jan")
+    assert (await client.login("jan")).code == 200
+    response = await client.fetch("/login?next=" + quote(target, safe=""))
+    assert response.code == 302
+    location = response.headers["Location"]
+    assert location.startswith("/") and not location.startswith("//")
+    assert location.isascii() and location.isprintable() and " " not in location
