@@ -15,6 +15,7 @@ from ..errors import ApiError
 from ..security import DEFAULT_HEADERS, HSTS, client_ip, origin_allowed, request_scheme
 from ..sessions.base import END_DISABLED, Session, SessionStoreUnavailable
 from ..storage.base import StorageUnavailable, User
+from .display import device_name, friendly_time
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -35,6 +36,12 @@ def backend_unavailable(exc: BaseException) -> ApiError:
         message = "Sessions are unavailable; try again shortly."
     return ApiError(503, "unavailable", message, headers={"Retry-After": BACKEND_DOWN_RETRY_AFTER})
 
+
+# Error pages are read by children: plain words instead of protocol jargon.
+PAGE_MESSAGES = {
+    "method_not_allowed": "This address cannot be opened like that.",
+    "xsrf": "This form is out of date (its XSRF security check failed).",
+}
 
 ERROR_CODES = {
     400: "bad_request",
@@ -128,6 +135,11 @@ class BaseHandler(tornado.web.RequestHandler):
         self.current_user = user
         if reissue is not None:
             self.set_session_cookie(reissue)
+
+    def get_template_namespace(self) -> dict[str, Any]:
+        namespace = super().get_template_namespace()
+        namespace.update(friendly_time=friendly_time, device_name=device_name)
+        return namespace
 
     def get_current_user(self) -> User | None:
         return None  # set by prepare(); get_current_user cannot await
@@ -227,6 +239,7 @@ class BaseHandler(tornado.web.RequestHandler):
         code, message, _fields = self.error_info(status_code, kwargs)
         if self.current_user is not None:
             self.set_header("Cache-Control", "no-store")  # it names the user: like any page
+        message = PAGE_MESSAGES.get(code, message)
         self.render(
             "error.html",
             status=status_code,
