@@ -80,3 +80,16 @@ async def test_next_with_control_characters_is_never_a_500(client, make_user, ta
     location = response.headers["Location"]
     assert location.startswith("/") and not location.startswith("//")
     assert location.isascii() and location.isprintable() and " " not in location
+
+
+@pytest.mark.gen_test
+async def test_username_with_surrounding_spaces_signs_in(client, make_client, make_user):
+    # Phone and tablet keyboards add a space after a word; a child must still get in.
+    await make_user("mia")
+    response = await client.login(" Mia ")
+    assert response.code == 200, response.body
+    assert body(response)["user"]["username"] == "mia"
+    tab = await make_client().login("mia\t")
+    assert tab.code == 200, tab.body
+    inner = await make_client().login("m ia")
+    assert inner.code == 401
