@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import pytest
 
 from tests.conftest import body
+from tests.support import free_port
 from tests.test_headers import assert_security_headers
 
 
@@ -93,3 +97,39 @@ async def test_username_with_surrounding_spaces_signs_in(client, make_client, ma
     assert tab.code == 200, tab.body
     inner = await make_client().login("m ia")
     assert inner.code == 401
+
+
+def test_metrics_listener_sends_the_security_headers(live_server):
+    # SPEC §10: every response, and no Server version; the metrics listener is no exception.
+    port = free_port()
+    live_server(args=["--metrics-port", str(port)])
+    for path, status in (("/metrics", 200), ("/nope", 404)):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+                code, headers = resp.status, resp.headers
+        except urllib.error.HTTPError as err:
+            code, headers = err.code, err.headers
+            err.close()
+        assert code == status, path
+        assert_security_headers(SimpleNamespace(headers=headers), path)
+        assert headers["Cache-Control"] == "no-store", path
+
+
+@pytest.fixture
+def settings(settings, request):
+    return settings.replace(**getattr(request, "param", {}))
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize(
+    "settings", [{"cors_origins": ("https://app.example.org",)}], indirect=True
+)
+async def test_preflight_lists_only_the_route_s_methods(client, settings):
+    response = await client.fetch(
+        "/api/users/me",
+        "OPTIONS",
+        headers={"Origin": "https://app.example.org", "Access-Control-Request-Method": "GET"},
+    )
+    assert response.code == 204
+    assert response.headers["Access-Control-Allow-Methods"] == "GET, HEAD"
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example.org"

@@ -207,7 +207,7 @@ class BaseHandler(tornado.web.RequestHandler):
             raise ApiError(403, "forbidden", "Cross-origin requests from this origin are refused.")
         self.set_header(
             "Access-Control-Allow-Methods",
-            ", ".join(sorted(set(self.SUPPORTED_METHODS) - {"OPTIONS"})),
+            ", ".join(self.allowed_methods()),
         )
         self.set_header("Access-Control-Allow-Headers", "Content-Type, X-XSRFToken")
         self.set_header("Access-Control-Max-Age", "600")
