@@ -17,6 +17,8 @@ import tornado.web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from .security import DEFAULT_HEADERS
+
 if TYPE_CHECKING:
     from .app import Context
 
@@ -124,6 +126,7 @@ class Metrics:
         """The Tornado application for the metrics listener: only GET /metrics."""
         return tornado.web.Application(
             [(r"/metrics", MetricsHandler, {"metrics": self})],
+            default_handler_class=MetricsNotFound,
             log_function=lambda handler: None,  # scrapes every few seconds would flood the log
         )
 
@@ -145,16 +148,27 @@ def _chain(first: Callable[..., None] | None, second: Callable[..., None]) -> Ca
     return both
 
 
-class MetricsHandler(tornado.web.RequestHandler):
+class MetricsNotFound(tornado.web.RequestHandler):
+    """Anything but /metrics on the metrics listener: 404 with the security headers."""
+
+    def set_default_headers(self) -> None:
+        # SPEC §10 asks it of every response, this loopback listener's included.
+        self._headers.update(DEFAULT_HEADERS)
+        self.clear_header("Server")
+        self.set_header("Cache-Control", "no-store")
+
+    def prepare(self) -> None:
+        raise tornado.web.HTTPError(404)
+
+
+class MetricsHandler(MetricsNotFound):
     """GET /metrics: Prometheus text format."""
 
     def initialize(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
-    def set_default_headers(self) -> None:
-        self.clear_header("Server")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Content-Type-Options", "nosniff")
+    def prepare(self) -> None:
+        pass
 
     async def get(self) -> None:
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)

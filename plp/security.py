@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from tornado.httputil import HTTPServerRequest
 
@@ -67,6 +67,7 @@ def origin_allowed(origin: str, request: HTTPServerRequest, settings: Settings) 
 
 
 _SCHEME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*:")
+_URL_SAFE = "/?#&=%:@!$'()*+,;~"
 
 
 def safe_next(target: str | None) -> str:
@@ -80,4 +81,6 @@ def safe_next(target: str | None) -> str:
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
         return DEFAULT_NEXT
-    return target
+    # Location must be ASCII without controls: percent-encode the rest (existing %XX escapes
+    # and URL punctuation stay as they are), so `/é` is not sent as mojibake and DEL is no 500.
+    return quote(target, safe=_URL_SAFE)

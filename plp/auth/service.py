@@ -33,8 +33,12 @@ INVALID_CREDENTIALS = "Invalid username or password."
 
 
 def normalize_username(raw: str) -> str:
-    """Lower-cased username (validity is checked separately)."""
-    return raw.lower()
+    """Lower-cased username without surrounding spaces (validity is checked separately).
+
+    Sign-in forgives the space a phone keyboard adds after a word; registration still
+    refuses it (`username_problem`), so the stored name is exactly what was accepted.
+    """
+    return raw.strip().lower()
 
 
 def username_problem(username: object) -> str | None:

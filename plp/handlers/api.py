@@ -190,4 +190,4 @@ routes = [
     (r"/api/admin/audit", AdminAuditHandler),
     (r"/healthz", HealthHandler),
 ]
-fallback_routes = [(r"/api/.*", NotFoundApiHandler)]
+fallback_routes = [(r"/api(?:/.*)?", NotFoundApiHandler)]

@@ -15,6 +15,7 @@ from ..errors import ApiError
 from ..security import DEFAULT_HEADERS, HSTS, client_ip, origin_allowed, request_scheme
 from ..sessions.base import END_DISABLED, Session, SessionStoreUnavailable
 from ..storage.base import StorageUnavailable, User
+from .display import device_name, friendly_time
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -35,6 +36,12 @@ def backend_unavailable(exc: BaseException) -> ApiError:
         message = "Sessions are unavailable; try again shortly."
     return ApiError(503, "unavailable", message, headers={"Retry-After": BACKEND_DOWN_RETRY_AFTER})
 
+
+# Error pages are read by children: plain words instead of protocol jargon.
+PAGE_MESSAGES = {
+    "method_not_allowed": "This address cannot be opened like that.",
+    "xsrf": "This form is out of date (its XSRF security check failed).",
+}
 
 ERROR_CODES = {
     400: "bad_request",
@@ -129,6 +136,11 @@ class BaseHandler(tornado.web.RequestHandler):
         if reissue is not None:
             self.set_session_cookie(reissue)
 
+    def get_template_namespace(self) -> dict[str, Any]:
+        namespace = super().get_template_namespace()
+        namespace.update(friendly_time=friendly_time, device_name=device_name)
+        return namespace
+
     def get_current_user(self) -> User | None:
         return None  # set by prepare(); get_current_user cannot await
 
@@ -169,6 +181,25 @@ class BaseHandler(tornado.web.RequestHandler):
                 403, "xsrf", "The form or request is missing a valid XSRF token; reload and retry."
             ) from exc
 
+    async def head(self, *args: Any, **kwargs: Any) -> None:
+        """HEAD is GET without the body (RFC 9110), wherever GET exists; Tornado drops the body."""
+        get = type(self).get
+        if get is tornado.web.RequestHandler.get:
+            raise HTTPError(405)
+        result = get(self, *args, **kwargs)
+        if result is not None:
+            await result
+
+    def allowed_methods(self) -> list[str]:
+        """The methods this route implements, for the `Allow` header of a 405."""
+        base = tornado.web.RequestHandler
+        methods = [
+            m
+            for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+            if getattr(type(self), m.lower()) is not getattr(base, m.lower())
+        ]
+        return methods[:1] + ["HEAD"] + methods[1:] if "GET" in methods else methods
+
     def options(self, *args: Any, **kwargs: Any) -> None:
         """CORS preflight: answered only for allowed origins."""
         origin = self.request.headers.get("Origin", "")
@@ -176,7 +207,7 @@ class BaseHandler(tornado.web.RequestHandler):
             raise ApiError(403, "forbidden", "Cross-origin requests from this origin are refused.")
         self.set_header(
             "Access-Control-Allow-Methods",
-            ", ".join(sorted(set(self.SUPPORTED_METHODS) - {"OPTIONS"})),
+            ", ".join(self.allowed_methods()),
         )
         self.set_header("Access-Control-Allow-Headers", "Content-Type, X-XSRFToken")
         self.set_header("Access-Control-Max-Age", "600")
@@ -185,6 +216,8 @@ class BaseHandler(tornado.web.RequestHandler):
     def error_info(self, status_code: int, kwargs: dict[str, Any]) -> tuple[str, str, dict | None]:
         """(code, message, fields) for an error being written."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         if isinstance(exc, ApiError):
             for name, value in exc.headers.items():
                 self.set_header(name, value)
@@ -206,6 +239,7 @@ class BaseHandler(tornado.web.RequestHandler):
         code, message, _fields = self.error_info(status_code, kwargs)
         if self.current_user is not None:
             self.set_header("Cache-Control", "no-store")  # it names the user: like any page
+        message = PAGE_MESSAGES.get(code, message)
         self.render(
             "error.html",
             status=status_code,
