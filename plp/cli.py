@@ -99,6 +99,8 @@ def _read_password() -> str:
 
 def create_user_command(args: list[str]) -> int:
     """Create a user directly in the database (works with or without a running server)."""
+    # Like the server: a database file created here must not be readable by others.
+    os.umask(0o077)
     username, args = _take(args, "username")
     role, args = _take(args, "role")
     display_name, args = _take(args, "display-name")

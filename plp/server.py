@@ -267,7 +267,8 @@ def _metrics_support(settings: Settings) -> Any:
         from . import metrics
     except ImportError:
         raise ConfigError(
-            "--metrics-port needs the prometheus-client package: pip install 'plp[metrics]'"
+            "--metrics-port needs the prometheus-client package: pip install prometheus-client "
+            "(in a checkout: pip install -e '.[metrics]')"
         ) from None
     return metrics
 
