@@ -25,7 +25,7 @@ import secrets
 from typing import Any
 
 from ..sessions.base import SessionStoreUnavailable
-from ..sessions.redis import DEFAULT_PREFIX, channel_name, connect
+from ..sessions.redis import DEFAULT_PREFIX, channel_name, connect, subscribe_forever
 from .hub import Broker
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 CHAT_CHANNEL = "chat"
 QUEUE_LIMIT = 10_000
 BATCH = 256
-RESUBSCRIBE_MAX_DELAY = 5.0
 SUBSCRIBE_TIMEOUT = 3.0
 
 
@@ -145,39 +144,9 @@ class RedisBroker(Broker):
     # -- receiving -------------------------------------------------------------------------
 
     async def _read(self) -> None:
-        delay = 0.1
-        client = connect(self.url, blocking=True)
-        try:
-            while True:
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
-                try:
-                    await pubsub.subscribe(self.channel)
-                    self._subscribed.set()
-                    if delay > 0.1:
-                        log.info("chat broker subscription restored")
-                    delay = 0.1
-                    while True:
-                        message = await pubsub.get_message(timeout=None)
-                        if message is not None:
-                            self._receive(message.get("data"))
-                except Exception as exc:
-                    self._subscribed.clear()
-                    if _is_down(exc):
-                        log.warning(
-                            "chat broker subscription lost (%s); retrying in %.1f s",
-                            type(exc).__name__,
-                            delay,
-                        )
-                    else:
-                        log.exception("chat broker subscriber failed; retrying in %.1f s", delay)
-                finally:
-                    with contextlib.suppress(Exception):
-                        await pubsub.aclose()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RESUBSCRIBE_MAX_DELAY)
-        finally:
-            with contextlib.suppress(Exception):
-                await client.aclose()
+        await subscribe_forever(
+            self.url, self.channel, self._receive, self._subscribed, "chat broker subscription"
+        )
 
     def _receive(self, data: Any) -> None:
         try:

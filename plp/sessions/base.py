@@ -11,6 +11,7 @@ import abc
 import hashlib
 import logging
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,6 +62,22 @@ class Session:
     def expired(self, now: float, store: SessionStore) -> bool:
         """True once `now` is at or past the deadline under the store's timeouts."""
         return now >= self.deadline(store.idle_timeout, store.max_age)
+
+
+def mint_session(user_id: int, *, ip: str, user_agent: str, now: float) -> tuple[str, Session]:
+    """A fresh token and its Session (keyed by the token's hash); every store starts here."""
+    token = new_token()
+    session = Session(
+        key=hash_token(token),
+        handle=new_token()[:22],
+        user_id=user_id,
+        created_at=now,
+        last_seen=now,
+        ip=ip,
+        # Many sessions share a handful of browsers: intern to keep one copy of each.
+        user_agent=sys.intern(user_agent[:512]),
+    )
+    return token, session
 
 
 class SessionStore(abc.ABC):

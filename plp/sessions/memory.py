@@ -21,7 +21,7 @@ from .base import (
     Session,
     SessionStore,
     hash_token,
-    new_token,
+    mint_session,
 )
 
 # Restored records may be this far in the future (the clock stepped back across a restart).
@@ -69,17 +69,7 @@ class MemorySessionStore(SessionStore):
             oldest = min(mine.values(), key=lambda s: s.created_at)
             self._remove(oldest, END_CAPPED)
             mine = self._by_user.get(user_id)
-        token = new_token()
-        session = Session(
-            key=hash_token(token),
-            handle=new_token()[:22],
-            user_id=user_id,
-            created_at=now,
-            last_seen=now,
-            ip=ip,
-            # Many sessions share a handful of browsers: intern to keep one copy of each.
-            user_agent=sys.intern(user_agent[:512]),
-        )
+        token, session = mint_session(user_id, ip=ip, user_agent=user_agent, now=now)
         self._add(session)
         return token, session
 

@@ -63,7 +63,7 @@ from .base import (
     SessionStore,
     SessionStoreUnavailable,
     hash_token,
-    new_token,
+    mint_session,
 )
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,50 @@ def connect(url: str, *, blocking: bool = False) -> aioredis.Redis:
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
         health_check_interval=15 if blocking else 0,
     )
+
+
+async def subscribe_forever(
+    url: str,
+    channel: str,
+    on_data: Callable[[Any], None],
+    subscribed: asyncio.Event,
+    what: str,
+) -> None:
+    """Feed every message on a pub/sub channel to `on_data` until cancelled.
+
+    `subscribed` is set while the subscription stands. A lost connection is logged as one
+    line and retried with a back-off doubling to RESUBSCRIBE_MAX_DELAY, so plp recovers by
+    itself when Redis comes back.
+    """
+    delay = 0.1
+    client = connect(url, blocking=True)
+    try:
+        while True:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel)
+                subscribed.set()
+                if delay > 0.1:
+                    log.info("%s restored", what)
+                delay = 0.1
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is not None:
+                        on_data(message.get("data"))
+            except _DOWN as exc:
+                subscribed.clear()
+                log.warning("%s lost (%s); retrying in %.1f s", what, exc.__class__.__name__, delay)
+            except Exception:
+                subscribed.clear()
+                log.exception("%s failed; retrying in %.1f s", what, delay)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESUBSCRIBE_MAX_DELAY)
+    finally:
+        with contextlib.suppress(Exception):
+            await client.aclose()
 
 
 def channel_name(client: aioredis.Redis, prefix: str, name: str) -> str:
@@ -294,39 +338,9 @@ class RedisSessionStore(SessionStore):
 
     async def _listen(self) -> None:
         """Deliver other processes' end notices to our listeners; resubscribe after outages."""
-        delay = 0.1
-        client = connect(self.url, blocking=True)
-        try:
-            while True:
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
-                try:
-                    await pubsub.subscribe(self.channel)
-                    self._subscribed.set()
-                    if delay > 0.1:
-                        log.info("session-end subscription restored")
-                    delay = 0.1
-                    while True:
-                        message = await pubsub.get_message(timeout=None)
-                        if message is not None:
-                            self._deliver(message.get("data"))
-                except _DOWN as exc:
-                    self._subscribed.clear()
-                    log.warning(
-                        "session-end subscription lost (%s); retrying in %.1f s",
-                        exc.__class__.__name__,
-                        delay,
-                    )
-                except Exception:
-                    self._subscribed.clear()
-                    log.exception("session-end subscriber failed; retrying in %.1f s", delay)
-                finally:
-                    with contextlib.suppress(Exception):
-                        await pubsub.aclose()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RESUBSCRIBE_MAX_DELAY)
-        finally:
-            with contextlib.suppress(Exception):
-                await client.aclose()
+        await subscribe_forever(
+            self.url, self.channel, self._deliver, self._subscribed, "session-end subscription"
+        )
 
     def _deliver(self, data: Any) -> None:
         try:
@@ -389,16 +403,7 @@ class RedisSessionStore(SessionStore):
     @unavailable
     async def create(self, user_id: int, *, ip: str, user_agent: str) -> tuple[str, Session]:
         now = self.clock()
-        token = new_token()
-        session = Session(
-            key=hash_token(token),
-            handle=new_token()[:22],
-            user_id=user_id,
-            created_at=now,
-            last_seen=now,
-            ip=ip,
-            user_agent=sys.intern(user_agent[:512]),
-        )
+        token, session = mint_session(user_id, ip=ip, user_agent=user_agent, now=now)
         deadline = self._deadline(now, now)
         await self._run(
             "create",
