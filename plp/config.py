@@ -16,6 +16,10 @@ from urllib.parse import urlsplit
 MIN_SECRET_LENGTH = 32
 SECRET_FILE_NAME = "session_secret"
 DEFAULT_DB_FILE = "plp.sqlite3"
+# SPEC §1: every duration is from 1 s to 10 years; past that a timer or date overflows.
+MIN_SECONDS = 1.0
+MAX_SECONDS = 10 * 365.25 * 86400
+MAX_DAYS = int(MAX_SECONDS // 86400)
 
 
 class ConfigError(Exception):
@@ -51,6 +55,7 @@ class Settings:
     chat_rate: tuple[int, float] = (5, 5.0)
     log_format: str = "text"
     log_level: str = "info"
+    audit_retention_days: int = 180
     # Secrets: only ever from the environment (see from_env), never a flag.
     session_secret: str = field(default="", repr=False)
     session_secret_previous: tuple[str, ...] = field(default=(), repr=False)
@@ -111,12 +116,21 @@ def _port(raw: str) -> int:
 
 
 def _seconds(raw: str) -> float:
+    problem = f"must be a number of seconds from {MIN_SECONDS:g} to {MAX_SECONDS:.0f} (10 years)"
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError("must be a positive number of seconds") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise ValueError("must be a positive number of seconds")
+        raise ValueError(problem) from None
+    # NaN fails both comparisons, so it is refused too.
+    if not MIN_SECONDS <= value <= MAX_SECONDS:
+        raise ValueError(problem)
+    return value
+
+
+def _days(raw: str) -> int:
+    value = _int(raw)
+    if not 1 <= value <= MAX_DAYS:
+        raise ValueError(f"must be a whole number of days from 1 to {MAX_DAYS} (10 years)")
     return value
 
 
@@ -228,6 +242,7 @@ OPTIONS: dict[str, tuple[Callable[[str], Any], bool, str]] = {
     "chat-rate": (_chat_rate, False, "chat sends per seconds, e.g. 5/5"),
     "log-format": (_choice("text", "json"), False, "text or json"),
     "log-level": (_choice("debug", "info", "warning", "error"), False, "log level"),
+    "audit-retention-days": (_days, False, "days an audit row is kept before it is pruned"),
 }
 
 

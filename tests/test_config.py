@@ -49,6 +49,7 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "chat-rate": ("10/2.5", (10, 2.5)),
     "log-format": ("json", "json"),
     "log-level": ("debug", "debug"),
+    "audit-retention-days": ("30", 30),
 }
 
 DEFAULTS: dict[str, object] = {
@@ -74,6 +75,7 @@ DEFAULTS: dict[str, object] = {
     "sockets_per_user": 5,
     "sockets_per_address": 1000,
     "chat_rate": (5, 5.0),
+    "audit_retention_days": 180,
 }
 
 
@@ -222,6 +224,13 @@ def test_cors_origins_rejected(raw):
         ("session-max-age", "1e400"),
         ("session-max-age", "soon"),
         ("session-prune-interval", ""),
+        # SPEC §1: durations run from 1 s to 10 years (1e12 s once made /api/sessions fail).
+        ("session-idle-timeout", "1e12"),
+        ("session-max-age", "315576001"),
+        ("session-prune-interval", "0.5"),
+        ("audit-retention-days", "0"),
+        ("audit-retention-days", "3653"),
+        ("audit-retention-days", "1.5"),
         ("env", "staging"),
         ("session-backend", "memcached"),
         ("log-format", "xml"),
