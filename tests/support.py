@@ -112,6 +112,7 @@ class LiveServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self._log.close()
                 raise RuntimeError(
                     f"plp exited with {self.proc.returncode} at start:\n{self.log_text()}"
                 )
