@@ -16,7 +16,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import run as R
+from bench.common import (
+    BENCH,
+    LOAD_CORE,
+    ROOT,
+    Config,
+    Results,
+    cpu_seconds,
+    login,
+    pinned,
+    rss_kib,
+    start_plp,
+    start_script,
+    xsrf_token,
+)
 
 GENERAL = 1  # the `general` channel every plp database starts with
 SOCKET_USERS = 20
@@ -27,12 +40,11 @@ class Worker:
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.proc = subprocess.Popen(
-            R.pinned(R.LOAD_CORE)
-            + [sys.executable, str(R.BENCH / "wsload.py"), json.dumps(config)],
+            pinned(LOAD_CORE) + [sys.executable, str(BENCH / "wsload.py"), json.dumps(config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            cwd=str(R.ROOT),
+            cwd=str(ROOT),
         )
         self.sockets = int(config["sockets"])
 
@@ -108,11 +120,11 @@ def fanout(
         for worker in workers:
             worker.send(cmd="expect", count=messages * worker.sockets, timeout=60)
             assert worker.read().get("armed")
-        cpu_before = R.cpu_seconds(pid)
+        cpu_before = cpu_seconds(pid)
         sender.send(cmd="burst", count=messages)
         sent_at = sender.read()["sent_at"]
         results = [worker.read(90) for worker in workers]
-        cpu_after = R.cpu_seconds(pid)
+        cpu_after = cpu_seconds(pid)
     finally:
         stop_all(workers)
     delivered = sum(r["received"] for r in results)
@@ -147,11 +159,11 @@ def paced(
 def idle(port: int, pid: int, cookies: list[str], sockets: int) -> float:
     """Server RSS growth per authenticated idle socket (hello received, no channel), KiB."""
     time.sleep(0.5)
-    before = R.rss_kib(pid)
+    before = rss_kib(pid)
     workers = start_workers(port, cookies, sockets, None)
     try:
         time.sleep(1.0)
-        after = R.rss_kib(pid)
+        after = rss_kib(pid)
     finally:
         stop_all(workers)
     return (after - before) / sockets
@@ -163,15 +175,15 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def socket_cookies(port: int) -> list[str]:
-    xsrf = R.xsrf_token(port)
-    return [R.login(port, f"sock{i}", xsrf) for i in range(SOCKET_USERS)]
+    xsrf = xsrf_token(port)
+    return [login(port, f"sock{i}", xsrf) for i in range(SOCKET_USERS)]
 
 
-def run(cfg: R.Config, res: R.Results, data_dir: Path, tmp: Path, phases: set[str]) -> None:
+def run(cfg: Config, res: Results, data_dir: Path, tmp: Path, phases: set[str]) -> None:
     """The chat phases, each against fresh servers where memory matters."""
     if "idle" in phases:
         for size in cfg.idle_sockets:
-            server = R.start_plp(data_dir, tmp)
+            server = start_plp(data_dir, tmp)
             try:
                 cookies = socket_cookies(server.port)
                 res.add(
@@ -183,8 +195,8 @@ def run(cfg: R.Config, res: R.Results, data_dir: Path, tmp: Path, phases: set[st
                 server.stop()
     if "chat" not in phases:
         return
-    plp = R.start_plp(data_dir, tmp)
-    base = R.start_script("baseline_broadcast", tmp)
+    plp = start_plp(data_dir, tmp)
+    base = start_script("baseline_broadcast", tmp)
     try:
         cookies = socket_cookies(plp.port)
         size = cfg.fanout_subscribers

@@ -1,4 +1,8 @@
-"""Settings: every option as a `--flag` and a `PLP_*` variable; nothing else reads os.environ."""
+"""Settings: every option as a `--flag` and a `PLP_*` variable; nothing else reads os.environ.
+
+`plp.cli` turns OPTIONS into argparse flags that keep the raw text; `from_env` checks a flag
+and a variable alike, so both get the same one-line error naming where the value came from.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,14 +138,21 @@ def _days(raw: str) -> int:
     return value
 
 
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
+@dataclass(frozen=True)
+class _Choice:
+    """Parses one of a few words, in any case; `allowed` also names them in --help."""
+
+    allowed: tuple[str, ...]
+
+    def __call__(self, raw: str) -> str:
         value = raw.strip().lower()
-        if value not in allowed:
-            raise ValueError("must be one of " + ", ".join(allowed))
+        if value not in self.allowed:
+            raise ValueError("must be one of " + ", ".join(self.allowed))
         return value
 
-    return parse
+
+def _choice(*allowed: str) -> _Choice:
+    return _Choice(allowed)
 
 
 def _bcrypt_rounds(raw: str) -> int:
@@ -254,37 +265,49 @@ def _env_name(option: str) -> str:
     return "PLP_" + option.upper().replace("-", "_")
 
 
-def parse_options(argv: Sequence[str]) -> dict[str, str | bool]:
-    """Read `--name value`, `--name=value` and switches; raise ConfigError on anything else."""
-    found: dict[str, str | bool] = {}
-    args = list(argv)
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--") or arg == "--":
-            raise ConfigError(f"unexpected argument {arg!r}")
-        name, eq, value = arg[2:].partition("=")
-        if name in ("session-secret", "session-secret-previous"):
-            raise ConfigError(
-                f"--{name} is not accepted: secrets come from the environment "
-                f"({name.upper().replace('-', '_')}), never from the command line"
-            )
-        if name not in OPTIONS:
-            raise ConfigError(f"unknown option --{name}")
-        _, switch, _ = OPTIONS[name]
-        if switch:
-            if eq:
-                raise ConfigError(f"--{name} is a switch and takes no value")
-            found[name] = True
-        elif eq:
-            found[name] = value
-        else:
-            if i + 1 >= len(args) or args[i + 1].startswith("--"):
-                raise ConfigError(f"--{name} needs a value")
-            found[name] = args[i + 1]
-            i += 1
-        i += 1
-    return found
+SECRET_VARIABLES = ("SESSION_SECRET", "SESSION_SECRET_PREVIOUS")
+_METAVARS: dict[Callable[[str], Any], str] = {
+    _host: "HOST",
+    _port: "PORT",
+    _dir: "DIR",
+    _db: "FILE|URL",
+    _seconds: "SECONDS",
+    _positive_int: "N",
+    _bcrypt_rounds: "ROUNDS",
+    _origins: "ORIGINS",
+    _path: "FILE",
+    _redis_url: "URL",
+    _chat_rate: "SENDS/SECONDS",
+    _days: "DAYS",
+}
+
+
+def _default_text(name: str) -> str:
+    value = getattr(Settings(), _field_name(name))
+    if name == "db":
+        return f"{DEFAULT_DB_FILE} in the data dir"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if name == "chat-rate":
+        return f"{value[0]}/{value[1]:g}"
+    if isinstance(value, tuple):
+        return ",".join(value) or "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value) or "none"
+
+
+def describe(name: str) -> tuple[str | None, str]:
+    """For `--help`: the option's metavar (None for a switch), and its text with the default
+    and the PLP_ variable."""
+    parse, switch, text = OPTIONS[name]
+    if switch:
+        metavar = None
+    elif isinstance(parse, _Choice):
+        metavar = "|".join(parse.allowed)
+    else:
+        metavar = _METAVARS.get(parse, "VALUE")
+    return metavar, f"{text} [{_default_text(name)}] ({_env_name(name)})"
 
 
 def from_env(
@@ -359,22 +382,6 @@ def ensure_secret(settings: Settings) -> Settings:
     return settings.replace(session_secret=secret)
 
 
-def options_help() -> str:
-    """The settings table for `--help`."""
-    lines = ["settings (flag, or environment variable PLP_NAME):"]
-    defaults = Settings()
-    for name, (_parse, switch, text) in OPTIONS.items():
-        default = getattr(defaults, _field_name(name))
-        if switch:
-            shown = "off"
-        elif name == "chat-rate":
-            shown = f"{default[0]}/{default[1]:g}"
-        elif isinstance(default, tuple):
-            shown = ",".join(default)
-        else:
-            shown = default
-        if name == "db":
-            shown = f"<data-dir>/{DEFAULT_DB_FILE}"
-        lines.append(f"  --{name:<28} {text} [{shown}]")
-    lines.append("secrets (environment only): SESSION_SECRET, SESSION_SECRET_PREVIOUS")
-    return "\n".join(lines)
+def password_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """create-user's password from PLP_PASSWORD, or None to ask on the terminal."""
+    return (os.environ if environ is None else environ).get("PLP_PASSWORD")

@@ -8,6 +8,7 @@ import stat
 import pytest
 
 from plp import config
+from plp.cli import options_help, parse_options
 from plp.config import (
     OPTIONS,
     SECRET_FILE_NAME,
@@ -15,8 +16,6 @@ from plp.config import (
     Settings,
     ensure_secret,
     from_env,
-    options_help,
-    parse_options,
 )
 
 # option -> (raw value, parsed value); one valid, non-default value for every setting.
