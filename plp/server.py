@@ -15,7 +15,6 @@ import inspect
 import logging
 import os
 import signal
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from tornado.ioloop import PeriodicCallback
 from .app import Context, make_app, make_context
 from .config import ConfigError, Settings
 from .log import setup_logging
+from .security import ssl_context
 from .sessions.base import SessionStoreUnavailable
 from .snapshot import restore_sessions, save_sessions, snapshot_path
 from .storage import open_database
@@ -68,33 +68,6 @@ def make_pruner(ctx: Context) -> PeriodicCallback:
             log.info("pruned %d expired sessions in %.1f ms", removed, elapsed * 1000)
 
     return PeriodicCallback(prune, ctx.settings.session_prune_interval * 1000)
-
-
-def _readable(path: str, setting: str) -> None:
-    try:
-        with open(path, "rb") as handle:
-            handle.read(1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {setting} {path}: {exc.strerror or exc}") from None
-
-
-def ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    """TLS for tls-cert/tls-key, TLS 1.2 or newer; ConfigError (one line) if unusable."""
-    if not settings.tls:
-        return None
-    _readable(settings.tls_cert, "--tls-cert")
-    _readable(settings.tls_key, "--tls-key")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "reason", None) or str(exc) or exc.__class__.__name__
-        raise ConfigError(
-            f"--tls-cert {settings.tls_cert} and --tls-key {settings.tls_key} are not a valid "
-            f"PEM certificate chain and matching private key ({reason})"
-        ) from None
-    return context
 
 
 def _where(url: str) -> str:
