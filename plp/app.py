@@ -78,8 +78,8 @@ def make_context(
     store = store or make_store(settings, clock=clock)
     if settings.session_backend == "redis":
         # Several processes: fan-out through Redis pub/sub (sessions are shared there too).
-        from .chat.redis_broker import RedisBroker
-        from .chat.redis_node import make_shared
+        from .redis.broker import RedisBroker
+        from .redis.node import make_shared
 
         # Socket caps and presence are counted in Redis too, so the processes act as one.
         sockets, presence = make_shared(settings.redis_url)

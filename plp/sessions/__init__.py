@@ -20,7 +20,7 @@ def make_store(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         clock=clock,
     )
     if settings.session_backend == "redis":
-        from .redis import RedisSessionStore
+        from ..redis.sessions import RedisSessionStore
 
         return RedisSessionStore(settings.redis_url, **kwargs)
     from .memory import MemorySessionStore

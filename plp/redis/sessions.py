@@ -55,7 +55,7 @@ from ..throttle import (
     Throttle,
     block_seconds,
 )
-from .base import (
+from ..sessions.base import (
     END_CAPPED,
     END_EXPIRED,
     TOUCH_GRANULARITY,

@@ -44,9 +44,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..sessions.base import SessionStoreUnavailable
-from ..sessions.redis import DEFAULT_PREFIX, channel_name, connect
-from .hub import ChatHub, MemorySocketCounter, Presence, dumps
-from .redis_broker import CHAT_CHANNEL, _is_down
+from .sessions import DEFAULT_PREFIX, channel_name, connect
+from ..chat.hub import ChatHub, MemorySocketCounter, Presence, dumps
+from .broker import CHAT_CHANNEL, _is_down
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ import secrets
 from typing import Any
 
 from ..sessions.base import SessionStoreUnavailable
-from ..sessions.redis import DEFAULT_PREFIX, channel_name, connect, subscribe_forever
-from .hub import Broker
+from .sessions import DEFAULT_PREFIX, channel_name, connect, subscribe_forever
+from ..chat.hub import Broker
 
 log = logging.getLogger(__name__)
 
