@@ -166,7 +166,7 @@ def make_throttle(settings: Settings, *, clock: Callable[[], float] = time.time)
         clock=clock,
     )
     if settings.session_backend == "redis":
-        from .redis.sessions import RedisThrottle
+        from .redis.throttle import RedisThrottle
 
         return RedisThrottle(settings.redis_url, **kwargs)
     return MemoryThrottle(**kwargs)

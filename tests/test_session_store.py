@@ -487,7 +487,7 @@ def make_throttle(backend, clock, io_loop):
         if kind == "memory":
             throttle = MemoryThrottle(**kwargs)
         else:
-            from plp.redis.sessions import RedisThrottle
+            from plp.redis.throttle import RedisThrottle
 
             url, prefix = env
             throttle = RedisThrottle(url, prefix=prefix, **kwargs)
@@ -555,7 +555,7 @@ async def test_throttle_registrations_per_address(make_throttle, clock):
 
 @pytest.mark.gen_test
 async def test_redis_throttle_is_shared_between_processes(redis_env, clock):
-    from plp.redis.sessions import RedisThrottle
+    from plp.redis.throttle import RedisThrottle
 
     url, prefix = redis_env
     kwargs = dict(account_limit=2, address_limit=30, registration_limit=30, clock=clock)
