@@ -524,7 +524,7 @@ class ChatHub:
         await self.sockets.start()
 
     async def close(self) -> None:
-        """Release the shared parts without the shutdown sequence (a failed start)."""
+        """Release the shared parts without the shutdown sequence; safe after `shutdown`."""
         await self.presence.close()
         await self.sockets.close()
         await self.broker.close()
