@@ -8,7 +8,7 @@ setup(
     description="PersonalLearningPro server core: accounts, sessions and realtime class chat",
     python_requires=">=3.11",
     packages=find_packages(include=["plp", "plp.*"]),
-    package_data={"plp": ["data/*"]},
+    package_data={"plp": ["data/*"], "plp.redis": ["*.lua"]},
     include_package_data=True,
     install_requires=[
         "tornado>=6.4,<7",

@@ -6,7 +6,8 @@ import stat
 import sys
 from pathlib import Path
 
-from .config import MIN_SECRET_LENGTH, SECRET_FILE_NAME, Settings
+from .config import MIN_SECRET_LENGTH, SECRET_FILE_NAME, ConfigError, Settings
+from .security import ssl_context
 
 MIN_BCRYPT_ROUNDS = 10
 
@@ -53,9 +54,6 @@ def find_risks(settings: Settings) -> list[str]:
         if db.stat().st_mode & stat.S_IROTH:
             risks.append(f"database file {db} is world-readable (chmod 600 it)")
     if settings.tls:
-        from .config import ConfigError
-        from .server import ssl_context
-
         try:
             ssl_context(settings)
         except ConfigError as exc:

@@ -63,7 +63,7 @@ def setup_logging(fmt: str = "text", level: str = "info") -> None:
 def log_request(handler: RequestHandler) -> None:
     """One line per request: status, method, scrubbed URI, duration; no cookies or bodies.
 
-    Also feeds `ctx.extras["on_request"](status, seconds)` (metrics) when it is set.
+    Also tells the Context's `on_request` hooks (metrics).
     """
     status = handler.get_status()
     request = handler.request
@@ -93,6 +93,5 @@ def log_request(handler: RequestHandler) -> None:
             },
         )
     ctx = getattr(handler.application, "ctx", None)
-    hook = ctx.extras.get("on_request") if ctx is not None else None
-    if hook is not None:
-        hook(status, seconds)
+    if ctx is not None:
+        ctx.hooks.request_done(status, seconds)

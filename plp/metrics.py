@@ -1,17 +1,16 @@
 """Prometheus metrics on a separate loopback listener (SPEC §11, `metrics-port`).
 
 Each `Metrics` has its own `CollectorRegistry`, so tests can build several apps in one
-process. Figures come from hooks, not from polling: the access log's `on_request` hook,
-the Auditor's listeners (login failures and throttles), the pruner's `on_prune` hook and
-`Database.add_message` (chat messages stored). Live sessions and open chat sockets are read
-at scrape time. Importing this module needs `prometheus-client` (the `metrics` extra).
+process. Figures come from the Context's hooks, not from polling: `on_request` (the access
+log), `on_prune` (the pruner), `on_message_stored` (chat messages committed) and the
+Auditor's listeners (login failures and throttles). Live sessions and open chat sockets are
+read at scrape time. Importing this module needs `prometheus-client` (the `metrics` extra).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import tornado.web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -20,7 +19,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from .security import DEFAULT_HEADERS
 
 if TYPE_CHECKING:
-    from .app import Context
+    from .context import Context
+    from .storage.base import Message
 
 log = logging.getLogger(__name__)
 
@@ -70,22 +70,11 @@ class Metrics:
         self._install()
 
     def _install(self) -> None:
-        ctx = self.ctx
-        ctx.extras["metrics"] = self
-        ctx.extras["on_request"] = _chain(ctx.extras.get("on_request"), self.on_request)
-        ctx.extras["on_prune"] = _chain(ctx.extras.get("on_prune"), self.on_prune)
-        ctx.audit.listeners.append(self.on_audit)
-        # Every chat message is committed through Database.add_message, whoever sends it;
-        # wrapping that one method counts them without the chat code knowing about metrics.
-        db = ctx.db
-        add_message = db.add_message
-
-        async def counted_add_message(*args: Any, **kwargs: Any) -> Any:
-            message = await add_message(*args, **kwargs)
-            self.chat_messages.inc()
-            return message
-
-        db.add_message = counted_add_message  # type: ignore[method-assign]
+        hooks = self.ctx.hooks
+        hooks.on_request.append(self.on_request)
+        hooks.on_prune.append(self.on_prune)
+        hooks.on_message_stored.append(self.on_message_stored)
+        self.ctx.audit.listeners.append(self.on_audit)
 
     def on_request(self, status: int, seconds: float) -> None:
         """Count one finished HTTP response."""
@@ -96,6 +85,10 @@ class Metrics:
         """Record one pruner run."""
         self.pruned.inc(removed)
         self.prune_seconds.observe(seconds)
+
+    def on_message_stored(self, message: Message) -> None:
+        """Count one chat message committed to the database."""
+        self.chat_messages.inc()
 
     def on_audit(self, event: str) -> None:
         """Count the audit events that are metrics too."""
@@ -135,17 +128,6 @@ def open_sockets(ctx: Context) -> int:
     """Open chat sockets in this process, from the chat hub."""
     hub = getattr(ctx, "hub", None)
     return hub.count() if hub is not None else 0
-
-
-def _chain(first: Callable[..., None] | None, second: Callable[..., None]) -> Callable[..., None]:
-    if first is None:
-        return second
-
-    def both(*args: Any) -> None:
-        first(*args)
-        second(*args)
-
-    return both
 
 
 class MetricsNotFound(tornado.web.RequestHandler):

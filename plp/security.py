@@ -1,13 +1,15 @@
-"""Security policy in one place: default headers, allowed origins, client address, safe `next`."""
+"""Security policy in one place: default headers, allowed origins, client address, safe `next`,
+TLS context."""
 
 from __future__ import annotations
 
 import re
+import ssl
 from urllib.parse import quote, urlsplit
 
 from tornado.httputil import HTTPServerRequest
 
-from .config import Settings
+from .config import ConfigError, Settings
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -84,3 +86,30 @@ def safe_next(target: str | None) -> str:
     # Location must be ASCII without controls: percent-encode the rest (existing %XX escapes
     # and URL punctuation stay as they are), so `/é` is not sent as mojibake and DEL is no 500.
     return quote(target, safe=_URL_SAFE)
+
+
+def _readable(path: str, setting: str) -> None:
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {setting} {path}: {exc.strerror or exc}") from None
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """TLS for tls-cert/tls-key, TLS 1.2 or newer; ConfigError (one line) if unusable."""
+    if not settings.tls:
+        return None
+    _readable(settings.tls_cert, "--tls-cert")
+    _readable(settings.tls_key, "--tls-key")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "reason", None) or str(exc) or exc.__class__.__name__
+        raise ConfigError(
+            f"--tls-cert {settings.tls_cert} and --tls-key {settings.tls_key} are not a valid "
+            f"PEM certificate chain and matching private key ({reason})"
+        ) from None
+    return context

@@ -1,7 +1,7 @@
 """Serving: open storage, build the app, listen, prune on a timer, shut down gracefully.
 
 Shutdown (SPEC §11), on the first SIGTERM or SIGINT: stop accepting connections, run the
-`ctx.extras["on_shutdown"]` hook (chat closes its sockets with 1001), let in-flight HTTP
+`ctx.hooks.on_shutdown` listeners (chat closes its sockets with 1001), let in-flight HTTP
 requests finish for up to SHUTDOWN_GRACE seconds, close idle keep-alive connections, write
 the session snapshot, close the stores and the database, exit 0. A second signal while that
 runs exits at once (status 128 + signal number) without a snapshot; a repeat within
@@ -11,11 +11,9 @@ FORCE_AFTER seconds of the first is taken as the same request and ignored.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import signal
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,9 +24,11 @@ import tornado.httpserver
 from tornado import httputil
 from tornado.ioloop import PeriodicCallback
 
-from .app import Context, make_app, make_context
+from .app import make_app
 from .config import ConfigError, Settings
+from .context import Context, make_context
 from .log import setup_logging
+from .security import ssl_context
 from .sessions.base import SessionStoreUnavailable
 from .snapshot import restore_sessions, save_sessions, snapshot_path
 from .storage import open_database
@@ -61,40 +61,11 @@ def make_pruner(ctx: Context) -> PeriodicCallback:
             log.exception("session pruning failed")
             return
         elapsed = time.perf_counter() - started
-        hook = ctx.extras.get("on_prune")
-        if hook is not None:
-            hook(removed, elapsed)
+        ctx.hooks.pruned(removed, elapsed)
         if removed:
             log.info("pruned %d expired sessions in %.1f ms", removed, elapsed * 1000)
 
     return PeriodicCallback(prune, ctx.settings.session_prune_interval * 1000)
-
-
-def _readable(path: str, setting: str) -> None:
-    try:
-        with open(path, "rb") as handle:
-            handle.read(1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {setting} {path}: {exc.strerror or exc}") from None
-
-
-def ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    """TLS for tls-cert/tls-key, TLS 1.2 or newer; ConfigError (one line) if unusable."""
-    if not settings.tls:
-        return None
-    _readable(settings.tls_cert, "--tls-cert")
-    _readable(settings.tls_key, "--tls-key")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "reason", None) or str(exc) or exc.__class__.__name__
-        raise ConfigError(
-            f"--tls-cert {settings.tls_cert} and --tls-key {settings.tls_key} are not a valid "
-            f"PEM certificate chain and matching private key ({reason})"
-        ) from None
-    return context
 
 
 def _where(url: str) -> str:
@@ -103,14 +74,10 @@ def _where(url: str) -> str:
     return f"{parts.hostname}:{parts.port}" if parts.hostname else "(socket)"
 
 
-async def _start_shared(settings: Settings, ctx: Context) -> bool:
-    """Reach the shared session store before listening; False (logged) if it is down."""
-    start = getattr(ctx.store, "start", None)
-    if start is None:
-        return True
+async def _start_backends(settings: Settings, ctx: Context) -> bool:
+    """Reach the shared backends before listening; False (logged) if Redis is down."""
     try:
-        await start()
-        await ctx.hub.start()
+        await ctx.backends.start()
     except SessionStoreUnavailable:
         log.error(
             "cannot reach Redis at %s (session-backend redis); start it or fix --redis-url",
@@ -298,8 +265,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
         await db.close()
         return EXIT_CONFIG
     ctx = make_context(settings, db=db)
-    if not await _start_shared(settings, ctx):
-        await _close(ctx, broker=True)
+    if not await _start_backends(settings, ctx):
+        await _close(ctx)
         return EXIT_CONFIG
     snapshot = snapshot_path(settings.data_dir)
     restore_sessions(
@@ -321,7 +288,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     except OSError as exc:
         log.error("cannot listen: %s", exc)
         server.stop()
-        await _close(ctx, broker=True)
+        await _close(ctx)
         return EXIT_CONFIG
     pruner = make_pruner(ctx)
     pruner.start()
@@ -353,11 +320,8 @@ async def _drain(ctx: Context, server: DrainingHTTPServer, pruner: PeriodicCallb
     log.info("shutting down: no new connections, closing sockets, finishing requests")
     server.stop()
     pruner.stop()
-    closer = ctx.extras.get("on_shutdown")
-    if closer is not None:
-        result = closer()
-        if inspect.isawaitable(result):
-            await _bounded("closing chat sockets", result, deadline - time.monotonic())
+    closing = ctx.hooks.shutdown()
+    await _bounded("shutdown hooks (closing chat sockets)", closing, deadline - time.monotonic())
     if server.in_flight.count:
         log.info("waiting for %d requests in flight", server.in_flight.count)
     await _bounded("in-flight requests", server.in_flight.wait_idle(), deadline - time.monotonic())
@@ -369,14 +333,9 @@ async def _drain(ctx: Context, server: DrainingHTTPServer, pruner: PeriodicCallb
     await _bounded("closing connections", server.close_all_connections(), 1.0)
 
 
-async def _close(ctx: Context, *, broker: bool = False) -> None:
-    """Release everything; `broker` when the chat hub's shutdown has not closed its shared
-    parts (broker, socket counter, presence)."""
-    hub = getattr(ctx, "hub", None)
-    if broker and hub is not None:
-        await hub.close()
-    await ctx.store.close()
-    await ctx.throttle.close()
+async def _close(ctx: Context) -> None:
+    """Release everything (the backends' close is safe after the chat hub's shutdown)."""
+    await ctx.backends.close()
     ctx.hasher.close()
     await ctx.db.close()
 

@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .config import Settings
-
 BASE_BLOCK = 30.0
 MAX_BLOCK = 15 * 60.0
 ADDRESS_WINDOW = 5 * 60.0
@@ -70,6 +68,9 @@ class Throttle(abc.ABC):
     async def prune(self) -> int:
         """Forget state that no longer limits anyone; return how many entries went."""
         return 0
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect before serving (a shared throttle); nothing to do in memory."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
@@ -155,18 +156,3 @@ class MemoryThrottle(Throttle):
                     del table[key]
                     gone += 1
         return gone
-
-
-def make_throttle(settings: Settings, *, clock: Callable[[], float] = time.time) -> Throttle:
-    """The throttle matching the session backend (shared in Redis, else in memory)."""
-    kwargs = dict(
-        account_limit=settings.login_failures_per_account,
-        address_limit=settings.login_failures_per_address,
-        registration_limit=settings.registrations_per_address,
-        clock=clock,
-    )
-    if settings.session_backend == "redis":
-        from .sessions.redis import RedisThrottle
-
-        return RedisThrottle(settings.redis_url, **kwargs)
-    return MemoryThrottle(**kwargs)

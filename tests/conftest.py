@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError, HTTPResponse
 
-from plp.app import make_app, make_context
+from plp.app import make_app
 from plp.config import Settings
+from plp.context import make_context
 from plp.storage.sqlite import SQLiteDatabase
 
 TEST_SECRET = "test-secret-" + "x" * 40

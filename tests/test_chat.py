@@ -745,7 +745,7 @@ async def test_shutdown_closes_1001_after_in_flight_sends(ctx, peer):
     bob = await peer("bob")
     await alice.join()
     ctx.hub.begin()  # a send still being committed
-    shutdown = asyncio.ensure_future(ctx.extras["on_shutdown"]())
+    shutdown = asyncio.ensure_future(ctx.hooks.shutdown())
     await asyncio.sleep(0.05)
     assert not shutdown.done(), shutdown  # waits for the in-flight send
     assert ctx.hub.count() == 2  # sockets still open meanwhile

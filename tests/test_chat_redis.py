@@ -1,4 +1,4 @@
-"""Socket caps and presence shared through Redis (plp/chat/redis_node.py), node by node.
+"""Socket caps and presence shared through Redis (plp/redis/node.py), node by node.
 
 Each test runs two or three nodes (what each plp process is) in this process against the
 real test Redis, under a prefix of its own. A crash is a node whose liveness key is gone
@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from plp.chat.hub import ChatHub, Subscriber
-from plp.chat.redis_node import RedisNode, RedisPresence, RedisSocketCounter
+from plp.redis.node import RedisNode, RedisPresence, RedisSocketCounter
 from plp.sessions.base import SessionStoreUnavailable
 from tests import backends
 from tests.support import free_port

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from plp.app import make_context
 from plp.config import Settings
+from plp.context import make_context
 from plp.storage.sqlite import SQLiteDatabase
 from tests.support import LiveServer, free_port
 from tests.test_deploy import Chat, Web, run_async, run_plp

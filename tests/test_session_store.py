@@ -53,7 +53,7 @@ def _make_store(kind: str, clock, redis_env_value=None, **overrides):
     kwargs.update(overrides)
     if kind == "memory":
         return MemorySessionStore(**kwargs)
-    from plp.sessions.redis import RedisSessionStore
+    from plp.redis.sessions import RedisSessionStore
 
     url, prefix = redis_env_value
     return RedisSessionStore(url, prefix=prefix, **kwargs)
@@ -299,7 +299,7 @@ async def test_memory_pruner_cost_tracks_expired_not_live(clock):
 
 @pytest.fixture
 def redis_store(redis_env, clock, io_loop):
-    from plp.sessions.redis import RedisSessionStore
+    from plp.redis.sessions import RedisSessionStore
 
     url, prefix = redis_env
     made = []
@@ -446,7 +446,7 @@ async def test_redis_ignores_malformed_notices(redis_store, redis_env):
 
 @pytest.mark.gen_test
 async def test_redis_unreachable_raises_unavailable(clock):
-    from plp.sessions.redis import RedisSessionStore
+    from plp.redis.sessions import RedisSessionStore
 
     # Port 1 on loopback: nothing listens, connecting is refused at once.
     store = RedisSessionStore(
@@ -487,7 +487,7 @@ def make_throttle(backend, clock, io_loop):
         if kind == "memory":
             throttle = MemoryThrottle(**kwargs)
         else:
-            from plp.sessions.redis import RedisThrottle
+            from plp.redis.throttle import RedisThrottle
 
             url, prefix = env
             throttle = RedisThrottle(url, prefix=prefix, **kwargs)
@@ -555,7 +555,7 @@ async def test_throttle_registrations_per_address(make_throttle, clock):
 
 @pytest.mark.gen_test
 async def test_redis_throttle_is_shared_between_processes(redis_env, clock):
-    from plp.sessions.redis import RedisThrottle
+    from plp.redis.throttle import RedisThrottle
 
     url, prefix = redis_env
     kwargs = dict(account_limit=2, address_limit=30, registration_limit=30, clock=clock)

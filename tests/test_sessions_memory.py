@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from plp.app import make_context
+from plp.context import make_context
 from plp.server import make_pruner
 from plp.sessions.base import (
     END_CAPPED,
@@ -463,7 +463,7 @@ async def test_periodic_pruner(settings, db, clock):
         clock=clock,
     )
     reports: list[int] = []
-    ctx.extras["on_prune"] = lambda removed, elapsed: reports.append(removed)
+    ctx.hooks.on_prune.append(lambda removed, elapsed: reports.append(removed))
     store = ctx.store
     stale = [await new(store, n) for n in range(3)]
     clock.advance(IDLE / 2)

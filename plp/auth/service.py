@@ -23,7 +23,7 @@ from ..storage.base import ROLES, NotFound, User, UsernameTaken
 from .passwords import password_problem
 
 if TYPE_CHECKING:
-    from ..app import Context
+    from ..context import Context
 
 USERNAME_RE = re.compile(r"^[a-z0-9_.\-]{3,32}$")
 DISPLAY_NAME_MAX = 64

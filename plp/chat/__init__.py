@@ -1,12 +1,9 @@
 """Realtime class chat: the hub (fan-out, presence), limits, and the seams (broker, socket
-counter, presence) that Redis implementations plug into for several processes."""
+counter, presence) that the Redis implementations in plp/redis plug into for several
+processes (plp/context.py picks them)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from ..config import Settings
 from .hub import (
     Broker,
     ChatHub,
@@ -27,10 +24,4 @@ __all__ = [
     "Presence",
     "SocketCounter",
     "Subscriber",
-    "make_hub",
 ]
-
-
-def make_hub(settings: Settings, *, wire: Callable[[str], Any] | None = None) -> ChatHub:
-    """The hub for these settings: in-process delivery (a shared broker plugs in here)."""
-    return ChatHub(LocalBroker(), wire=wire)

@@ -12,7 +12,7 @@ the hub and closed with 1008, so one slow client cannot hold up or bloat the oth
 Events cross process boundaries only through a `Broker`: `LocalBroker` delivers in this
 process; a shared broker (Redis pub/sub) can replace it without touching the handlers.
 Likewise the socket caps (`SocketCounter`) and who is online in a channel (`Presence`) are
-behind small interfaces: the in-process versions here, the Redis ones in `redis_node.py`.
+behind small interfaces: the in-process versions here, the Redis ones in plp/redis/node.py.
 """
 
 from __future__ import annotations
@@ -524,7 +524,7 @@ class ChatHub:
         await self.sockets.start()
 
     async def close(self) -> None:
-        """Release the shared parts without the shutdown sequence (a failed start)."""
+        """Release the shared parts without the shutdown sequence; safe after `shutdown`."""
         await self.presence.close()
         await self.sockets.close()
         await self.broker.close()

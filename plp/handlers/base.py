@@ -18,7 +18,7 @@ from ..storage.base import StorageUnavailable, User
 from .display import device_name, friendly_time
 
 if TYPE_CHECKING:
-    from ..app import Context
+    from ..context import Context
 
 log = logging.getLogger(__name__)
 

@@ -549,6 +549,7 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
                 stored = await ctx.db.add_message(channel_id, user, text)
             except NotFound:
                 raise FrameError("not_found", "That channel no longer exists.", ref) from None
+            ctx.hooks.message_stored(stored)
             # Committed: only now does anyone, the sender included, see the message.
             event: dict[str, Any] = {
                 "type": "message",

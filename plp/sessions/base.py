@@ -158,6 +158,9 @@ class SessionStore(abc.ABC):
     async def count(self) -> int:
         """Live sessions in this store (may include not-yet-pruned expired ones)."""
 
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect before serving (a shared store); nothing to do in memory."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources held by the store."""
 

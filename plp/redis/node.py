@@ -16,11 +16,12 @@ Keys, under the session store's prefix (`plp:` by default):
 - `pr:<channel>:<uid>` set of nodes where the user has a socket in the channel.
 - `pr:n:<node>`       set of `<channel>:<uid>` the node has put into presence.
 
-Every change is one Lua script, so two nodes never both decide "first socket" or "last
-socket". Presence changes are announced by the same script, which PUBLISHes a `presence`
-frame on the chat broker's channel in the broker's own format, so every node (this one
-included) delivers it to its sockets: exactly one `online` when a user's first socket in a
-channel anywhere joins, one `offline` when the last one anywhere leaves.
+Every change is one Lua script (the `node_*.lua` files beside this module), so two nodes never
+both decide "first socket" or "last socket". Presence changes are announced by the same
+script, which PUBLISHes a `presence` frame on the chat broker's channel in the broker's own
+format (`broker.event_pattern`), so every node (this one included) delivers it to its
+sockets: exactly one `online` when a user's first socket in a channel anywhere joins, one
+`offline` when the last one anywhere leaves.
 
 Ordering: a node's changes go through one queue worked in order (batches pipelined on one
 connection), so "leave then join again" can never reach Redis as "join then leave".
@@ -43,10 +44,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from ..chat.hub import ChatHub, MemorySocketCounter, Presence, dumps
 from ..sessions.base import SessionStoreUnavailable
-from ..sessions.redis import DEFAULT_PREFIX, channel_name, connect
-from .hub import ChatHub, MemorySocketCounter, Presence, dumps
-from .redis_broker import CHAT_CHANNEL, _is_down
+from .broker import CHAT_CHANNEL, MESSAGE, NOBODY, event_pattern
+from .client import DEFAULT_PREFIX, channel_name, connect, is_down, lua
 
 log = logging.getLogger(__name__)
 
@@ -57,183 +58,14 @@ CLOSE_TIMEOUT = 3.0  # seconds to finish queued writes at shutdown
 # Broker-format origin of presence frames published by the scripts: matches no process,
 # so every process (the publishing one too) delivers them.
 SCRIPT_ORIGIN = "presence"
+PRESENCE_EVENT = event_pattern(SCRIPT_ORIGIN, MESSAGE)
 
-# ARGV[1..4] of every script: prefix, this node, the chat channel, SCRIPT_ORIGIN.
-_LUA_PRELUDE = """
-local p, node, chan, origin = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local function alive(n)
-  return n == node or redis.call('EXISTS', p .. 'node:' .. n) == 1
-end
-local function announce(ch, user, status, exclude)
-  redis.call('PUBLISH', chan, origin .. ' m ' .. ch .. ' ' .. exclude .. '\\n' ..
-    '{"type":"presence","channel":' .. ch .. ',"user":' .. user ..
-    ',"status":"' .. status .. '"}')
-end
-local function pr_add(ch, uid, user, exclude)
-  local set = p .. 'pr:' .. ch .. ':' .. uid
-  redis.call('SADD', p .. 'pr:n:' .. node, ch .. ':' .. uid)
-  redis.call('HSET', p .. 'pr:' .. ch, uid, user)
-  if redis.call('SISMEMBER', set, node) == 1 then return end
-  local before = false
-  for _, m in ipairs(redis.call('SMEMBERS', set)) do
-    if alive(m) then before = true break end
-  end
-  redis.call('SADD', set, node)
-  if not before then announce(ch, user, 'online', exclude) end
-end
-local function pr_remove(n, ch, uid, say)
-  local set = p .. 'pr:' .. ch .. ':' .. uid
-  redis.call('SREM', p .. 'pr:n:' .. n, ch .. ':' .. uid)
-  if redis.call('SREM', set, n) == 0 then return end
-  for _, m in ipairs(redis.call('SMEMBERS', set)) do
-    if alive(m) then return end
-  end
-  redis.call('DEL', set)
-  local user = redis.call('HGET', p .. 'pr:' .. ch, uid)
-  redis.call('HDEL', p .. 'pr:' .. ch, uid)
-  if user and say then announce(ch, user, 'offline', '-') end
-end
-local function split(e)
-  local c = string.find(e, ':', 1, true)
-  return string.sub(e, 1, c - 1), string.sub(e, c + 1)
-end
-local function withdraw(n)
-  local idx = p .. 'ws:n:' .. n
-  for _, k in ipairs(redis.call('SMEMBERS', idx)) do redis.call('HDEL', k, n) end
-  redis.call('DEL', idx)
-  for _, e in ipairs(redis.call('SMEMBERS', p .. 'pr:n:' .. n)) do
-    local ch, uid = split(e)
-    pr_remove(n, ch, uid, true)
-  end
-  redis.call('DEL', p .. 'pr:n:' .. n)
-end
-local function live_count(key)
-  local total = 0
-  local h = redis.call('HGETALL', key)
-  for i = 1, #h, 2 do
-    if alive(h[i]) then total = total + tonumber(h[i + 1]) end
-  end
-  return total
-end
-"""
-
-# ARGV[5..]: user key, address key, per_user, per_address. Returns '' or the refusal.
-_LUA_ACQUIRE = (
-    _LUA_PRELUDE
-    + """
-local ukey, akey = p .. ARGV[5], p .. ARGV[6]
-if live_count(ukey) >= tonumber(ARGV[7]) then return 'user' end
-if live_count(akey) >= tonumber(ARGV[8]) then return 'address' end
-redis.call('HINCRBY', ukey, node, 1)
-redis.call('HINCRBY', akey, node, 1)
-redis.call('SADD', p .. 'ws:n:' .. node, ukey, akey)
-return ''
-"""
-)
-
-# ARGV[5..]: user key, address key.
-_LUA_RELEASE = (
-    _LUA_PRELUDE
-    + """
-for i = 5, 6 do
-  local k = p .. ARGV[i]
-  if redis.call('HINCRBY', k, node, -1) <= 0 then
-    redis.call('HDEL', k, node)
-    redis.call('SREM', p .. 'ws:n:' .. node, k)
-  end
-end
-return 1
-"""
-)
-
-# ARGV[5..]: channel, user id, user JSON, exclude connection id.
-_LUA_PR_ADD = (
-    _LUA_PRELUDE
-    + """
-pr_add(ARGV[5], ARGV[6], ARGV[7], ARGV[8])
-return 1
-"""
-)
-
-# ARGV[5..]: channel, user id, '1' to announce.
-_LUA_PR_REMOVE = (
-    _LUA_PRELUDE
-    + """
-pr_remove(node, ARGV[5], ARGV[6], ARGV[7] == '1')
-return 1
-"""
-)
-
-# ARGV[5]: channel. Returns the JSON of every user with a socket in it on a live node.
-_LUA_PR_LIST = (
-    _LUA_PRELUDE
-    + """
-local out = {}
-local h = redis.call('HGETALL', p .. 'pr:' .. ARGV[5])
-for i = 1, #h, 2 do
-  for _, m in ipairs(redis.call('SMEMBERS', p .. 'pr:' .. ARGV[5] .. ':' .. h[i])) do
-    if alive(m) then table.insert(out, h[i + 1]) break end
-  end
-end
-return out
-"""
-)
-
-# ARGV[5]: JSON {"ws": {key: count}, "pr": [[channel, uid, user JSON], ...]}: this node's
-# whole truth. Replaces its entries; announces presence that changed.
-_LUA_SYNC = (
-    _LUA_PRELUDE
-    + """
-local want = cjson.decode(ARGV[5])
-local idx = p .. 'ws:n:' .. node
-for _, k in ipairs(redis.call('SMEMBERS', idx)) do redis.call('HDEL', k, node) end
-redis.call('DEL', idx)
-for k, c in pairs(want.ws) do
-  redis.call('HSET', p .. k, node, c)
-  redis.call('SADD', idx, p .. k)
-end
-local keep = {}
-for _, w in ipairs(want.pr) do keep[w[1] .. ':' .. w[2]] = true end
-for _, e in ipairs(redis.call('SMEMBERS', p .. 'pr:n:' .. node)) do
-  if not keep[e] then
-    local ch, uid = split(e)
-    pr_remove(node, ch, uid, true)
-  end
-end
-for _, w in ipairs(want.pr) do pr_add(w[1], w[2], w[3], '-') end
-return 1
-"""
-)
-
-# ARGV[5..]: node TTL in ms. Renews this node; reaps dead ones. Returns 1 if this node's
-# key had expired (its entries may have been reaped: resync).
-_LUA_BEAT = (
-    _LUA_PRELUDE
-    + """
-local lost = redis.call('EXISTS', p .. 'node:' .. node) == 0
-redis.call('SET', p .. 'node:' .. node, '1', 'PX', ARGV[5])
-redis.call('SADD', p .. 'nodes', node)
-for _, n in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do
-  if n ~= node and redis.call('EXISTS', p .. 'node:' .. n) == 0 then
-    withdraw(n)
-    redis.call('SREM', p .. 'nodes', n)
-  end
-end
-if lost then return 1 end
-return 0
-"""
-)
-
-# Withdraws this node (clean shutdown): its users go offline where it was their last node.
-_LUA_LEAVE = (
-    _LUA_PRELUDE
-    + """
-withdraw(node)
-redis.call('DEL', p .. 'node:' .. node)
-redis.call('SREM', p .. 'nodes', node)
-return 1
-"""
-)
+# Every script starts with node_prelude.lua (ARGV[1..5]: prefix, this node, the chat channel,
+# PRESENCE_EVENT, NOBODY); the comment atop each file lists the rest.
+_SCRIPTS = {
+    name: lua("node_prelude", f"node_{name}")
+    for name in ("acquire", "release", "pr_add", "pr_remove", "pr_list", "sync", "beat", "leave")
+}
 
 
 @dataclass(slots=True)
@@ -264,17 +96,7 @@ class RedisNode:
         self._client = connect(url)
         self.channel = channel_name(self._client, prefix, CHAT_CHANNEL)
         self._scripts = {
-            name: self._client.register_script(source)
-            for name, source in (
-                ("acquire", _LUA_ACQUIRE),
-                ("release", _LUA_RELEASE),
-                ("pr_add", _LUA_PR_ADD),
-                ("pr_remove", _LUA_PR_REMOVE),
-                ("pr_list", _LUA_PR_LIST),
-                ("sync", _LUA_SYNC),
-                ("beat", _LUA_BEAT),
-                ("leave", _LUA_LEAVE),
-            )
+            name: self._client.register_script(source) for name, source in _SCRIPTS.items()
         }
         self.sockets: RedisSocketCounter | None = None
         self.presence: RedisPresence | None = None
@@ -296,7 +118,7 @@ class RedisNode:
             await self.beat()
             await self._resync()  # now, so the first changes are not coalesced
         except Exception as exc:
-            if _is_down(exc):
+            if is_down(exc):
                 raise SessionStoreUnavailable("cannot register this process in Redis") from exc
             raise
         self._started = True
@@ -353,7 +175,7 @@ class RedisNode:
     # -- operations ------------------------------------------------------------------------
 
     def _args(self, *args: Any) -> list[Any]:
-        return [self.prefix, self.node, self.channel, SCRIPT_ORIGIN, *args]
+        return [self.prefix, self.node, self.channel, PRESENCE_EVENT, NOBODY, *args]
 
     async def _run(self, script: str, *args: Any) -> Any:
         return await self._scripts[script](args=self._args(*args))
@@ -400,7 +222,7 @@ class RedisNode:
                 await self._write(batch)
             except Exception as exc:
                 self._dirty = True
-                if not _is_down(exc):
+                if not is_down(exc):
                     log.exception("shared chat state: a Redis write failed")
                 error = SessionStoreUnavailable(f"Redis cannot be reached ({type(exc).__name__})")
                 for op in batch:

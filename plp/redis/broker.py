@@ -1,6 +1,8 @@
 """`RedisBroker`: chat fan-out between plp processes over Redis pub/sub.
 
 Every process publishes its hub events on one channel (`<prefix>db<N>:chat`) and subscribes to it.
+The format of an event on that channel is defined here only (`encode_event`, `decode_event`,
+`event_pattern` for the Lua scripts of plp/redis/node.py that publish presence themselves).
 The publishing process delivers to its own sockets at once (no round trip, and it keeps
 working while the subscription reconnects) and skips its own events when they come back.
 
@@ -24,9 +26,9 @@ import logging
 import secrets
 from typing import Any
 
+from ..chat.hub import Broker
 from ..sessions.base import SessionStoreUnavailable
-from ..sessions.redis import DEFAULT_PREFIX, channel_name, connect, subscribe_forever
-from .hub import Broker
+from .client import DEFAULT_PREFIX, channel_name, connect, is_down, subscribe_forever
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +37,36 @@ QUEUE_LIMIT = 10_000
 BATCH = 256
 SUBSCRIBE_TIMEOUT = 3.0
 
+# -- wire format -----------------------------------------------------------------------------
+# One event: a header line `<origin> <kind> <channel id> <excluded connection or NOBODY>`,
+# then the frame untouched (no second JSON encoding per event).
+MESSAGE = "m"  # deliver the frame to the channel's subscribers
+DELETED = "d"  # the channel was deleted: deliver the frame, then drop its subscribers
+NOBODY = "-"  # no connection is excluded from the delivery
 
-def _is_down(exc: BaseException) -> bool:
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    return isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
+def encode_event(
+    origin: str, kind: str, channel_id: int | str, exclude: str | None, frame: str
+) -> str:
+    """One event as published on the chat channel."""
+    return f"{origin} {kind} {channel_id} {exclude or NOBODY}\n{frame}"
+
+
+def event_pattern(origin: str, kind: str) -> str:
+    """`encode_event` as a Lua `string.format` pattern of (channel id, exclude, frame).
+
+    For scripts that publish events themselves; `origin` and `kind` must not contain `%`.
+    """
+    return encode_event(origin, kind, "%s", "%s", "%s")
+
+
+def decode_event(data: Any) -> tuple[str, str, int, str | None, str]:
+    """(origin, kind, channel id, excluded connection or None, frame); ValueError if malformed."""
+    if not isinstance(data, str):
+        raise ValueError("not a text event")
+    header, frame = data.split("\n", 1)
+    origin, kind, channel, exclude = header.split(" ")
+    return origin, kind, int(channel), None if exclude == NOBODY else exclude, frame
 
 
 class RedisBroker(Broker):
@@ -62,11 +88,11 @@ class RedisBroker(Broker):
 
     def publish(self, channel_id: int, frame: str, exclude: str | None) -> None:
         self.hub.deliver(channel_id, frame, exclude)
-        self._send("m", channel_id, exclude, frame)
+        self._send(MESSAGE, channel_id, exclude, frame)
 
     def channel_deleted(self, channel_id: int, frame: str) -> None:
         self.hub.drop_channel(channel_id, frame)
-        self._send("d", channel_id, None, frame)
+        self._send(DELETED, channel_id, None, frame)
 
     def end_session(self, key: str) -> None:
         # Already heard in every process through the session store's end notices.
@@ -110,8 +136,7 @@ class RedisBroker(Broker):
         if queue.qsize() >= QUEUE_LIMIT:
             self._dropped += 1
             return
-        # Header line, then the frame untouched: no second JSON encoding per event.
-        queue.put_nowait(f"{self.origin} {kind} {channel_id} {exclude or '-'}\n{frame}")
+        queue.put_nowait(encode_event(self.origin, kind, channel_id, exclude, frame))
 
     async def _write(self) -> None:
         assert self._queue is not None
@@ -128,7 +153,7 @@ class RedisBroker(Broker):
                             pipe.publish(self.channel, item)
                         await pipe.execute()
                 except Exception as exc:
-                    if not _is_down(exc):
+                    if not is_down(exc):
                         log.exception("chat broker publish failed")
                     self._dropped += len(batch)
                 if self._dropped:
@@ -145,20 +170,23 @@ class RedisBroker(Broker):
 
     async def _read(self) -> None:
         await subscribe_forever(
-            self.url, self.channel, self._receive, self._subscribed, "chat broker subscription"
+            self.url,
+            self.channel,
+            self._receive,
+            self._subscribed,
+            "chat broker subscription",
+            log,
         )
 
     def _receive(self, data: Any) -> None:
         try:
-            header, frame = data.split("\n", 1)
-            origin, kind, channel, exclude = header.split(" ")
-            channel_id = int(channel)
-        except (AttributeError, ValueError):
+            origin, kind, channel_id, exclude, frame = decode_event(data)
+        except ValueError:
             log.warning("ignoring a malformed chat broker event")
             return
         if origin == self.origin:
             return
-        if kind == "m":
-            self.hub.deliver(channel_id, frame, None if exclude == "-" else exclude)
-        elif kind == "d":
+        if kind == MESSAGE:
+            self.hub.deliver(channel_id, frame, exclude)
+        elif kind == DELETED:
             self.hub.drop_channel(channel_id, frame)
