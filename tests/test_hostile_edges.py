@@ -16,10 +16,13 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from tornado.httpclient import HTTPRequest
 from tornado.httputil import HTTPHeaders
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.tcpclient import TCPClient
+from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from plp.chat.wire import text_frame
 from plp.log import JsonFormatter
 from tests.conftest import PASSWORD, body
 
@@ -271,3 +274,227 @@ async def test_no_real_route_skips_xsrf(app, ctx, client, make_user, session_coo
     assert checked >= 10, checked
     # The admin is still signed in and nothing changed: the session survived every DELETE.
     assert (await client.fetch("/api/users/me")).code == 200
+
+
+# ------------------------------------------- WebSocket helpers (items 4 and 12)
+
+
+class Peer:
+    """A real WebSocket client, the user it is signed in as, and its cookie."""
+
+    def __init__(self, conn: WebSocketClientConnection, user: Any) -> None:
+        self.conn = conn
+        self.user = user
+
+    async def send(self, frame: Any) -> None:
+        await self.conn.write_message(frame if isinstance(frame, str) else json.dumps(frame))
+
+    async def recv(self) -> dict[str, Any] | None:
+        raw = await asyncio.wait_for(self.conn.read_message(), WAIT)
+        return None if raw is None else json.loads(raw)
+
+    async def expect(self, type_: str, **fields: Any) -> dict[str, Any]:
+        frame = await self.recv()
+        assert frame is not None, f"closed ({self.conn.close_code}) waiting for {type_}"
+        assert frame["type"] == type_, frame
+        for name, value in fields.items():
+            assert frame[name] == value, frame
+        return frame
+
+    async def until_pong(self) -> list[dict[str, Any]]:
+        """Ping, and every frame that arrived before the pong (the socket must stay open)."""
+        await self.send({"type": "ping"})
+        frames = []
+        while True:
+            frame = await self.recv()
+            assert frame is not None, f"socket closed ({self.conn.close_code})"
+            if frame["type"] == "pong":
+                return frames
+            frames.append(frame)
+
+    async def join(self, channel: int) -> None:
+        await self.send({"type": "join", "channel": channel})
+        while (await self.expect_any())["type"] != "joined":
+            pass
+
+    async def expect_any(self) -> dict[str, Any]:
+        frame = await self.recv()
+        assert frame is not None, f"socket closed ({self.conn.close_code})"
+        return frame
+
+
+@pytest.fixture
+def peer(http_server, base_url, make_user, session_cookie):
+    """A signed-in user with an open /ws/chat socket whose hello has been read."""
+    opened: list[WebSocketClientConnection] = []
+
+    async def make(username: str, role: str = "student") -> Peer:
+        user = await make_user(username, role)
+        url = "ws" + base_url[len("http") :] + "/ws/chat"
+        request = HTTPRequest(url, headers={"Cookie": await session_cookie(user.id)})
+        conn = await websocket_connect(request)
+        opened.append(conn)
+        p = Peer(conn, user)
+        await p.expect("hello")
+        return p
+
+    yield make
+    for conn in opened:
+        conn.close()
+
+
+# ------------------------------------------------- item 4: malformed WebSocket frames
+
+DEEP_FRAMES = [
+    pytest.param("[" * 10000, id="10000-open-brackets"),
+    pytest.param('{"a":' * 3200, id="3200-open-objects"),  # 16,000 bytes: under 16 KiB
+    pytest.param("[" * 400 + "]" * 400, id="deep-array-within-recursion-limit"),
+    pytest.param('{"type":"send","channel":1,"text":"hi","x":' + '{"a":' * 3000, id="deep-tail"),
+    pytest.param(
+        '{"type":"send","channel":1,"text":"hi","clientId":"n","x":' + "[" * 300 + "]" * 300 + "}",
+        id="nested-extra-field",
+    ),
+    pytest.param('{"type":"send","channel":1,"text":["hi"]}', id="text-as-array"),
+    pytest.param('{"type":"send","channel":{"id":1},"text":"hi"}', id="channel-as-object"),
+    pytest.param('{"type":["send"],"channel":1,"text":"hi"}', id="type-as-array"),
+]
+
+
+@pytest.mark.parametrize("frame", DEEP_FRAMES)
+@pytest.mark.gen_test(timeout=30)
+async def test_deep_or_nested_frames_get_bad_request(ctx, peer, caplog, frame):
+    caplog.set_level(logging.DEBUG)
+    alice = await peer("alice")
+    await alice.join(1)
+    await alice.send(frame)
+    error = await alice.expect("error", code="bad_request")
+    assert "ref" not in error, error
+    assert await alice.until_pong() == []  # still open, nothing else happened
+    assert await ctx.db.list_messages(1) == []
+    # The socket still works: a proper send is stored and acknowledged.
+    await alice.send({"type": "send", "channel": 1, "text": "after", "clientId": "ok"})
+    ack = await alice.expect("message", clientId="ok")
+    assert ack["message"]["text"] == "after"
+    assert_clean_log(caplog)
+
+
+# Raw JSON text, exactly as a hostile client would write it: `\ud800` escapes parse into
+# lone surrogates, which UTF-8 cannot carry.
+SURROGATE_FRAMES = [
+    pytest.param(
+        r'{"type":"send","channel":1,"text":"hi","clientId":"c\ud800"}', "send", id="clientId"
+    ),
+    pytest.param(r'{"type":"send\udfff","channel":1,"text":"hi"}', None, id="type-unknown"),
+    pytest.param(r'{"type":"\ud800","channel":1}', None, id="type-only-surrogate"),
+    pytest.param(r'{"type":"send","channel":1,"text":"hi","x\ud800":1}', "send", id="key"),
+    pytest.param(
+        r'{"type":"send","channel":1,"text":"hi","note":"\udc00"}', "send", id="extra-field"
+    ),
+    pytest.param(r'{"type":"send","channel":1,"text":"a\ud83db"}', "send", id="text-half-pair"),
+    pytest.param(
+        r'{"type":"send","channel":1,"text":"\ude00","clientId":"k"}', "k", id="text-with-ref"
+    ),
+    pytest.param(r'{"type":"typing","channel":1,"x":"\ud800"}', "typing", id="typing"),
+    pytest.param(r'{"type":"join","channel":1,"\udbff":"x"}', "join", id="join-key"),
+]
+
+
+@pytest.mark.parametrize("frame, ref", SURROGATE_FRAMES)
+@pytest.mark.gen_test(timeout=30)
+async def test_lone_surrogate_in_any_string_gets_bad_request(ctx, peer, clock, caplog, frame, ref):
+    caplog.set_level(logging.DEBUG)
+    alice = await peer("alice")
+    bob = await peer("bob")
+    await alice.join(1)
+    await bob.join(1)
+    await alice.until_pong()
+    await bob.until_pong()
+    clock.advance(2)  # a typing frame would not be rate-limited
+    await alice.send(frame)
+    error = await alice.expect("error", code="bad_request")
+    assert error.get("ref") == ref, error  # never the surrogate itself
+    assert await alice.until_pong() == []  # no ack, no close: still open
+    assert await ctx.db.list_messages(1) == []  # nothing stored ...
+    assert await bob.until_pong() == []  # ... and nothing delivered
+    # The same socket goes on working, and a real non-BMP character (a proper pair of
+    # escapes) is not mistaken for a lone surrogate.
+    await alice.send(r'{"type":"send","channel":1,"text":"ok \ud83d\ude00","clientId":"c2"}')
+    ack = await alice.expect("message", clientId="c2")
+    assert ack["message"]["text"] == "ok \U0001f600"
+    assert (await bob.expect("message"))["message"]["text"] == "ok \U0001f600"
+    assert [m.text for m in await ctx.db.list_messages(1)] == ["ok \U0001f600"]
+    assert_clean_log(caplog)
+
+
+def test_outgoing_frame_never_fails_on_a_surrogate():
+    # Defence in depth under the input check: a frame holding one still encodes.
+    frame = text_frame('{"ref":"\ud800"}')
+    assert frame[2:] == b'{"ref":"?"}'
+
+
+# ----------------------------------------------- item 12: typing, HEAD /ws/chat
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_student_typing_in_announcement_channel_is_dropped(ctx, peer, clock):
+    teacher = await peer("teach", "teacher")
+    kid = await peer("kid")
+    news = await ctx.db.create_channel("news", "", "announcement", teacher.user.id)
+    for channel in (news.id, 1):
+        await teacher.join(channel)
+        await kid.join(channel)
+    await teacher.until_pong()
+    await kid.until_pong()
+    clock.advance(2)
+    await kid.send({"type": "typing", "channel": news.id})  # dropped, silently
+    assert await kid.until_pong() == []
+    clock.advance(2)
+    await kid.send({"type": "typing", "channel": 1})  # a discussion channel: delivered
+    typing = await teacher.expect("typing")
+    assert typing["channel"] == 1, "the announcement-channel typing was broadcast"
+    # A teacher typing in the announcement channel still reaches the students.
+    clock.advance(2)
+    await teacher.send({"type": "typing", "channel": news.id})
+    seen = await kid.expect("typing")
+    assert seen["channel"] == news.id and seen["user"]["id"] == teacher.user.id
+
+
+UPGRADE_HEADERS = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_head_ws_chat_with_upgrade_headers_does_not_upgrade(
+    ctx, port, make_user, session_cookie, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    user = await make_user("alice")
+    cookie = await session_cookie(user.id)
+    for who in (cookie, None):
+        stream = await raw_connection(port)
+        headers = {"Host": f"127.0.0.1:{port}", **UPGRADE_HEADERS}
+        if who:
+            headers["Cookie"] = who
+        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        await stream.write(f"HEAD /ws/chat HTTP/1.1\r\n{lines}\r\n".encode())
+        head = await asyncio.wait_for(stream.read_until(b"\r\n\r\n"), WAIT)
+        status_line, _, rest = head.decode("latin-1").partition("\r\n")
+        answer = HTTPHeaders.parse(rest)
+        status = int(status_line.split(" ")[1])
+        assert status == 405, head  # never 101
+        assert answer["Allow"] == "GET"
+        assert "Sec-WebSocket-Accept" not in answer
+        assert answer["Content-Type"].startswith("application/json")
+        assert_security_headers(answer, "HEAD /ws/chat")
+        stream.close()
+    assert not ctx.hub._all, "a HEAD opened a chat connection"
+    # A GET with the same headers still upgrades (the test could fail).
+    url = f"ws://127.0.0.1:{port}/ws/chat"
+    conn = await websocket_connect(HTTPRequest(url, headers={"Cookie": cookie}))
+    assert json.loads(await conn.read_message())["type"] == "hello"
+    conn.close()
+    assert_clean_log(caplog)
