@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import tornado.web
+from tornado import httputil
 
 from .audit import Auditor
 from .auth.passwords import PasswordHasher
 from .chat import ChatHub, make_hub
 from .chat.wire import text_frame
 from .config import Settings
+from .handlers.bodylimit import BodyLimit
 from .log import log_request
 from .sessions import SessionStore, make_store
 from .sessions.cookie import CookieSigner
@@ -62,6 +64,13 @@ class PlpApplication(tornado.web.Application):
     def __init__(self, ctx: Context, handlers: list, **settings: Any) -> None:
         self.ctx = ctx
         super().__init__(handlers, **settings)
+
+    def start_request(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
+        # Every request's body is counted here: 413 with headers past 64 KiB (SPEC §6).
+        inner = super().start_request(server_conn, request_conn)
+        return BodyLimit(inner, self, server_conn, request_conn)
 
 
 def make_context(

@@ -43,6 +43,7 @@ def backend_unavailable(exc: BaseException) -> ApiError:
 PAGE_MESSAGES = {
     "method_not_allowed": "This address cannot be opened like that.",
     "xsrf": "This form is out of date (its XSRF security check failed).",
+    "too_large": "What you sent is too large: at most 64 KiB fits.",
 }
 
 ERROR_CODES = {
