@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import tornado.web
+from tornado import httputil
 
 from .context import Context
+from .handlers.bodylimit import BodyLimit
 from .log import log_request
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,13 @@ class PlpApplication(tornado.web.Application):
     def __init__(self, ctx: Context, handlers: list, **settings: Any) -> None:
         self.ctx = ctx
         super().__init__(handlers, **settings)
+
+    def start_request(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
+        # Every request's body is counted here: 413 with headers past 64 KiB (SPEC §6).
+        inner = super().start_request(server_conn, request_conn)
+        return BodyLimit(inner, self, server_conn, request_conn)
 
 
 def make_app(ctx: Context, **overrides: Any) -> PlpApplication:

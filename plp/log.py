@@ -7,17 +7,43 @@ import logging
 import re
 import sys
 import time
+from urllib.parse import unquote_plus
 
 from tornado.web import RequestHandler
 
-# Query parameters whose values never reach a log line.
-_SECRET_QUERY = re.compile(r"(?i)([?&](?:_xsrf|token|password|secret|key)=)[^&#]*")
+# Query parameters whose values never reach a log line (compared after percent-decoding,
+# case-insensitively, so `%5Fxsrf=` or `_XSRF=` is scrubbed too).
+SECRET_PARAMS = frozenset({"_xsrf", "token", "password", "secret", "key", "code"})
+METHOD_LOG_MAX = 16  # any token is a method to the HTTP parser; real ones are short
+URI_LOG_MAX = 200  # longer URIs are cut: a 60 KB path must not make a 60 KB log line
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 access_log = logging.getLogger("plp.access")
 
 
+def _scrub_pair(pair: str) -> str:
+    name, sep, _value = pair.partition("=")
+    if sep and unquote_plus(name).strip().lower() in SECRET_PARAMS:
+        return name + "=***"
+    return pair
+
+
 def scrub_uri(uri: str) -> str:
-    """The URI with secret-looking query values replaced by `***`."""
-    return _SECRET_QUERY.sub(r"\1***", uri)
+    """The URI for a log line: secret query values as `***`, controls escaped, cut to 200.
+
+    Cut first (cheap for a huge URI), then scrubbed: a pair cut inside its value keeps its
+    name and is scrubbed; one cut inside its name has no value left to show.
+    """
+    cut = len(uri) > URI_LOG_MAX
+    if cut:
+        uri = uri[:URI_LOG_MAX]
+    path, sep, query = uri.partition("?")
+    if sep:
+        uri = path + "?" + "&".join(_scrub_pair(pair) for pair in query.split("&"))
+    if cut:
+        uri += "…"
+    # Tornado decodes the request line as Latin-1: escape controls so a URI cannot forge
+    # log lines or terminal escapes.
+    return _CONTROL.sub(lambda m: f"%{ord(m.group()):02X}", uri)
 
 
 class JsonFormatter(logging.Formatter):
@@ -76,17 +102,18 @@ def log_request(handler: RequestHandler) -> None:
         level = logging.ERROR
     if access_log.isEnabledFor(level):
         uri = scrub_uri(request.uri or "")
+        method = _CONTROL.sub("?", request.method or "")[:METHOD_LOG_MAX]
         access_log.log(
             level,
             "%d %s %s %.1fms",
             status,
-            request.method,
+            method,
             uri,
             1000.0 * seconds,
             extra={
                 "access": {
                     "status": status,
-                    "method": request.method,
+                    "method": method,
                     "uri": uri,
                     "ms": round(1000.0 * seconds, 1),
                 }

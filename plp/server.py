@@ -36,7 +36,9 @@ from .storage.base import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_SIZE = 1024 * 1024  # bodies over 64 KiB get a JSON 413; past this Tornado drops them
+# Only a backstop: the application's BodyLimit (plp/handlers/bodylimit.py) lifts it per
+# request and answers any body over 64 KiB with a 413 itself.
+MAX_BODY_SIZE = 64 * 1024
 SHUTDOWN_GRACE = 5.0
 EXIT_CONFIG = 2
 # A repeat of the stop signal this soon is the same request delivered twice (systemd signals

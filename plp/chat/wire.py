@@ -14,8 +14,15 @@ _FIN_TEXT = 0x81
 
 
 def text_frame(text: str) -> bytes:
-    """A complete, final, unmasked text frame carrying `text` as UTF-8."""
-    payload = text.encode("utf-8")
+    """A complete, final, unmasked text frame carrying `text` as UTF-8.
+
+    A lone surrogate (which client frames are refused for holding) would make the strict
+    encode raise and cost the recipient its socket; it goes out as `?` instead.
+    """
+    try:
+        payload = text.encode("utf-8")
+    except UnicodeEncodeError:
+        payload = text.encode("utf-8", "replace")
     size = len(payload)
     if size < 126:
         header = bytes((_FIN_TEXT, size))

@@ -178,6 +178,11 @@ class NotFoundApiHandler(ApiHandler):
     def prepare(self) -> None:  # type: ignore[override]
         raise ApiError(404, "not_found", "No such API endpoint.")
 
+    def check_xsrf_cookie(self) -> None:
+        # 404 whatever the method (SPEC §4, §6). This route matches only paths no real
+        # route matched, so no real endpoint can be reached past the XSRF check through it.
+        pass
+
 
 routes = [
     (r"/api/users/me", MeHandler),

@@ -59,6 +59,7 @@ SILENCE_DEFAULT = 60.0  # a peer heard nothing from for this long is dropped
 CLOSE_TRY_AGAIN = 1013  # the session store or database is unreachable: reconnect later
 # NUL cannot be stored by PostgreSQL and lone surrogates cannot be encoded as UTF-8.
 UNSTORABLE_RE = re.compile(r"[\x00\ud800-\udfff]")
+SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 
 
 def public_user(user: User) -> dict[str, Any]:
@@ -204,6 +205,49 @@ class FrameError(Exception):
         self.ref = ref
 
 
+def parse_frame(message: str) -> dict[str, Any]:
+    """A client frame as a flat JSON object, or FrameError `bad_request` (SPEC §8).
+
+    Every frame of the protocol is one object whose values are strings, numbers, booleans or
+    null; nested values are refused before anything looks at them (which also keeps `[[[...`
+    from reaching the recursion limit anywhere later).
+    """
+    try:
+        data = json.loads(message)
+    except (ValueError, RecursionError):
+        raise FrameError("bad_request", "Frames must be JSON objects.") from None
+    if not isinstance(data, dict):
+        raise FrameError("bad_request", "Frames must be JSON objects.")
+    if any(isinstance(value, (dict, list)) for value in data.values()):
+        raise FrameError("bad_request", "Frame fields must be strings, numbers, booleans or null.")
+    return data
+
+
+def has_lone_surrogate(message: str, data: dict[str, Any]) -> bool:
+    """True if any key or string of the frame holds a lone surrogate (`"\\ud800"`).
+
+    Such a string parses, but can be neither stored, published nor echoed as UTF-8. Tornado
+    decodes text frames as strict UTF-8, so only a `\\u` escape can make one.
+    """
+    return "\\u" in message and any(
+        isinstance(text, str) and SURROGATE_RE.search(text) is not None
+        for text in (*data.keys(), *data.values())
+    )
+
+
+def frame_ref(data: dict[str, Any], kind: str) -> str:
+    """The `ref` of an error about a frame: a send's valid clientId, else its type."""
+    client_id = data.get("clientId")
+    if (
+        kind == "send"
+        and isinstance(client_id, str)
+        and len(client_id) <= CLIENT_ID_MAX
+        and not SURROGATE_RE.search(client_id)
+    ):
+        return client_id
+    return kind
+
+
 def _channel_id(data: dict[str, Any], ref: str | None) -> int:
     value = data.get("channel")
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= ID_MAX:
@@ -255,6 +299,14 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
             await super().get(*args, **kwargs)
         finally:
             hub.release(conn_id)
+
+    async def head(self, *args: Any, **kwargs: Any) -> None:
+        # The opening handshake must be a GET (RFC 6455 §4.1), and Tornado would upgrade any
+        # method carrying the upgrade headers: HEAD gets 405 before it could reach get().
+        raise ApiError(405, "method_not_allowed", "WebSocket connections open with GET.")
+
+    def allowed_methods(self) -> list[str]:
+        return ["GET"]
 
     def check_origin(self, origin: str) -> bool:
         return origin_allowed(origin, self.request, self.ctx.settings)
@@ -427,18 +479,19 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
                 self.hub.drop(self.sub, CLOSE_TRY_AGAIN, "service unavailable, try again")
 
     async def handle(self, message: str) -> None:
-        try:
-            data = json.loads(message)
-        except ValueError:
-            raise FrameError("bad_request", "Frames must be JSON objects.") from None
-        if not isinstance(data, dict):
-            raise FrameError("bad_request", "Frames must be JSON objects.")
+        data = parse_frame(message)
         kind = data.get("type")
         if not isinstance(kind, str):
             raise FrameError("bad_request", "`type` must be a string.")
+        if SURROGATE_RE.search(kind):
+            raise FrameError("bad_request", "`type` holds a lone surrogate.")
         op = self.OPS.get(kind)
         if op is None:
             raise FrameError("bad_request", "Unknown frame type.", kind[:REF_MAX])
+        if has_lone_surrogate(message, data):
+            raise FrameError(
+                "bad_request", "The frame holds a lone surrogate.", frame_ref(data, kind)
+            )
         # Every frame re-checks the session, so an expired one is refused at once.
         assert self.sub is not None
         session = await self.ctx.store.get_by_key(self.sub.session_key)
@@ -500,6 +553,12 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
         if now - self.last_typing < TYPING_INTERVAL and now >= self.last_typing:
             return  # more than one a second: dropped silently
         self.last_typing = now
+        if self.kinds.get(channel_id) == "announcement":
+            # Only those who may post there may be seen typing (SPEC §8); the role is read
+            # from the user record, as for a send.
+            user = await self.fresh_user()
+            if user is None or user.role == "student":
+                return
         self.hub.publish(
             channel_id,
             {"type": "typing", "channel": channel_id, "user": sub.user},
@@ -562,6 +621,19 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
             self.hub.send_to(sub, event)
         finally:
             self.hub.end()
+
+    async def fresh_user(self) -> User | None:
+        """The user record as it is now; None (and the socket closed 4001) if disabled."""
+        sub = self.sub
+        assert sub is not None
+        ctx = self.ctx
+        user = await ctx.db.get_user(sub.user_id)
+        if user is None or user.disabled:
+            await ctx.store.end(sub.session_key, END_DISABLED)
+            self.hub.drop(sub, CLOSE_SESSION_ENDED, "session ended")
+            return None
+        sub.user = public_user(user)
+        return user
 
     OPS = {
         "ping": op_ping,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import tornado.web
+from tornado.web import HTTPError
 
 from ..auth import service
 from ..auth.decorators import authenticated, require_role
@@ -247,6 +249,10 @@ class NotFoundHandler(BaseHandler):
         pass  # every method ends in 404 anyway; don't let the XSRF check mask it
 
 
+# Characters no file under static/ has in its name (NUL, controls, backslash).
+UNSERVABLE_RE = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
 class StaticHandler(tornado.web.StaticFileHandler):
     """Static files with the same security headers as every other response."""
 
@@ -258,8 +264,40 @@ class StaticHandler(tornado.web.StaticFileHandler):
         if settings.production and request_scheme(self.request, settings) == "https":
             self.set_header("Strict-Transport-Security", HSTS)
 
+    def parse_url_path(self, url_path: str) -> str:
+        # Only plain relative names can be files here: a NUL (os.stat raises ValueError: a
+        # 500), a control character, a backslash, or an empty, `.` or `..` segment names
+        # nothing we serve, so it is a 404 before the file system is asked.
+        parts = url_path.split("/")
+        if UNSERVABLE_RE.search(url_path) or any(p in ("", ".", "..") for p in parts):
+            raise HTTPError(404)
+        return super().parse_url_path(url_path)
+
+    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        # Outside the static directory, a directory, or a name the OS refuses: all "no such
+        # file" to the client (a 403 would tell which names exist).
+        try:
+            return super().validate_absolute_path(root, absolute_path)
+        except HTTPError as exc:
+            if exc.status_code == 403:
+                raise HTTPError(404) from None
+            raise
+        except (ValueError, OSError):
+            raise HTTPError(404) from None
+
+    def check_xsrf_cookie(self) -> None:
+        # Static files are read-only: any other method is refused before the XSRF check.
+        raise HTTPError(405)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, HTTPError):
+            return  # in the access log already; Tornado's line would repeat the raw URI
+        super().log_exception(typ, value, tb)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
+        if status_code == 405:
+            self.set_header("Allow", "GET, HEAD")
         self.finish(f"{status_code} Not Found\n" if status_code == 404 else f"{status_code}\n")
 
 
