@@ -1,0 +1,195 @@
+"""Hostile use of accounts and sessions (issue 10; SPEC §1, §2, §3, §9).
+
+- Ended sessions free the memory store at once: a soak of 100,000 logins of one user while
+  another session stays alive, in process through the login code path, and 1,000 over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import pytest
+
+from plp.auth import service
+from plp.sessions.base import END_LOGOUT, END_REVOKED
+from plp.sessions.memory import MemorySessionStore
+from plp.sessions.redis import RedisSessionStore
+from tests.backends import delete_prefix, redis_url, unique_prefix
+from tests.conftest import PASSWORD, body
+
+SOAK_LOGINS = 100_000
+HTTP_LOGINS = 1_000
+PER_USER = 10
+# The soak checks the password with bcrypt on every login; at cost 4 that is about 1 ms each.
+SOAK_PRUNE_EVERY = 500  # logins between pruner runs (the issue ran it every 5 s)
+SOAK_STEP = 0.01  # seconds of store clock per login: the soak spans about 1,000 s
+
+
+def store_containers(store: MemorySessionStore) -> dict[str, tuple[int, int]]:
+    """(length, bytes) of every container the memory store owns, per-user dicts included."""
+    sizes = {
+        name: (len(value), sys.getsizeof(value))
+        for name, value in vars(store).items()
+        if isinstance(value, dict | list | set | tuple) or hasattr(value, "popleft")
+    }
+    for user_id, mine in store._by_user.items():
+        sizes[f"_by_user[{user_id}]"] = (len(mine), sys.getsizeof(mine))
+    return sizes
+
+
+def assert_no_bigger(after: dict, before: dict) -> None:
+    """No container holds more entries than before, nor more than twice the bytes.
+
+    Bytes: a dict with deletes among its inserts settles at a table one step larger than a
+    freshly filled one (CPython resizes to three times the live entries), then stays there.
+    """
+    assert after.keys() == before.keys()
+    for name, (length, size) in after.items():
+        assert length <= before[name][0], (name, after, before)
+        assert size <= 2 * before[name][1], (name, after, before)
+
+
+# --- memory store: ended sessions leave at once ------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=600)
+async def test_soak_100k_logins_keep_the_memory_store_small(ctx, make_user, clock):
+    """100,000 logins of one user through the login code path while another session lives.
+
+    Each login is `service.authenticate` (a real bcrypt check at cost 4) then
+    `service.start_session`, as in LoginHandler, against the real memory store. Two logins
+    run at a time, like two devices, which also keeps both bcrypt threads busy.
+    """
+    store = ctx.store
+    assert isinstance(store, MemorySessionStore) and store.per_user == PER_USER
+    kid = await make_user("kid")
+    keeper = await make_user("keeper")
+    kept_token, kept = await store.create(keeper.id, ip="10.0.0.2", user_agent="kept")
+
+    async def logins(count: int) -> None:
+        for _ in range(count):
+            clock.advance(SOAK_STEP)
+            user = await service.authenticate(ctx, username="kid", password=PASSWORD, ip="10.0.0.1")
+            await service.start_session(ctx, user, ip="10.0.0.1", user_agent="soak", previous=None)
+
+    await logins(PER_USER)
+    before = store_containers(store)
+    started = time.monotonic()
+    for _ in range(SOAK_LOGINS // SOAK_PRUNE_EVERY):
+        await asyncio.gather(logins(SOAK_PRUNE_EVERY // 2), logins(SOAK_PRUNE_EVERY // 2))
+        await store.touch(kept)  # the other session stays in use throughout
+        assert await store.prune_expired() == 0  # nothing expired: the cap ended them all
+        assert_no_bigger(store_containers(store), before)
+    print(f"\n{SOAK_LOGINS} logins in {time.monotonic() - started:.1f} s")
+    assert await store.get(kept_token) is kept
+    assert len(await store.list_for_user(kid.id)) == PER_USER
+    assert await store.count() == PER_USER + 1
+    assert store_containers(store)["_created"][0] == PER_USER + 1
+
+
+@pytest.mark.gen_test
+async def test_every_way_of_ending_frees_every_container(make_store_with_clock, clock):
+    store = make_store_with_clock(per_user=3)
+    _, kept = await store.create(99, ip="1", user_agent="kept")  # first in creation order
+    made = [await store.create(1, ip="1", user_agent="x") for _ in range(3)]
+    await store.create(1, ip="1", user_agent="x")  # the cap ends the oldest
+    await store.end(made[1][1].key, END_LOGOUT)
+    await store.end_by_handle(1, made[2][1].handle, END_REVOKED)
+    lengths = {name: length for name, (length, _) in _lengths(store)}
+    assert [lengths[n] for n in ("_sessions", "_idle", "_created")] == [2, 2, 2]
+    await store.end_all_for_user(1, END_LOGOUT)
+    assert await store.count() == 1
+    assert {name: length for name, (length, _) in _lengths(store)} == {
+        "_listeners": 0,
+        "_sessions": 1,
+        "_idle": 1,
+        "_created": 1,
+        "_by_user": 1,
+    }
+    # The one long-lived session expires at last: the pruner takes it with nothing behind it.
+    clock.advance(store.max_age)
+    assert await store.prune_expired() == 1
+    assert all(length == 0 for _name, (length, _) in _lengths(store))
+    assert kept.key not in store._created
+
+
+def _lengths(store: MemorySessionStore) -> list[tuple[str, tuple[int, int]]]:
+    return [(k, v) for k, v in store_containers(store).items() if not k.startswith("_by_user[")]
+
+
+@pytest.fixture
+def make_store_with_clock(clock):
+    def make(per_user: int) -> MemorySessionStore:
+        return MemorySessionStore(
+            idle_timeout=100.0, max_age=1000.0, per_user=per_user, clock=clock
+        )
+
+    return make
+
+
+@pytest.mark.gen_test(timeout=300)
+async def test_1000_logins_over_http_keep_the_store_small(ctx, make_user, make_client):
+    """Real HTTP: the cap, logouts and revocations all leave the store at once."""
+    kid = await make_user("kid")
+    await make_user("keeper")
+    keeper = make_client()
+    assert (await keeper.login("keeper")).code == 200
+    client = make_client()
+    for _ in range(PER_USER):
+        assert (await client.login("kid")).code == 200
+        client.cookies.pop(ctx.settings.cookie_name)
+    before = store_containers(ctx.store)
+    for n in range(1, HTTP_LOGINS + 1):
+        response = await client.login("kid")
+        assert response.code == 200, response.body
+        if n % 100 == 0:
+            assert (await client.fetch("/api/auth/logout", "POST")).code == 200
+        elif n % 50 == 0:
+            listed = body(await client.fetch("/api/sessions"))["sessions"]
+            oldest = min(listed, key=lambda s: s["createdAt"])
+            assert (await client.fetch(f"/api/sessions/{oldest['id']}", "DELETE")).code == 204
+            client.cookies.pop(ctx.settings.cookie_name)
+        else:
+            client.cookies.pop(ctx.settings.cookie_name)  # the next login is a new device
+        if n % 250 == 0:
+            await ctx.store.prune_expired()
+    assert (await client.login("kid")).code == 200
+    listed = body(await client.fetch("/api/sessions"))["sessions"]
+    assert len(listed) == PER_USER
+    assert len(body(await keeper.fetch("/api/sessions"))["sessions"]) == 1  # still signed in
+    assert await ctx.store.count() == PER_USER + 1
+    assert_no_bigger(store_containers(ctx.store), before)
+    assert len(await ctx.store.list_for_user(kid.id)) == PER_USER
+
+
+@pytest.mark.services
+@pytest.mark.gen_test(timeout=120)
+async def test_redis_store_keeps_no_ended_session():
+    """The Redis store drops an ended session from every key and index at once."""
+    url = redis_url()
+    prefix = unique_prefix()
+    store = RedisSessionStore(
+        url, prefix=prefix, idle_timeout=1800.0, max_age=86400.0, per_user=PER_USER
+    )
+    try:
+        kept_token, _ = await store.create(2, ip="1", user_agent="kept")
+        for n in range(2000):
+            _, session = await store.create(1, ip="1", user_agent="x")
+            if n % 100 == 0:
+                await store.end(session.key, END_LOGOUT)
+        await store.prune_expired()
+        client = store._redis
+        keys = [k async for k in client.scan_iter(match=prefix + "*", count=1000)]
+        session_keys = [k for k in keys if k.startswith(prefix + "s:")]
+        assert len(session_keys) == PER_USER + 1
+        assert sorted(set(keys) - set(session_keys)) == sorted(
+            [prefix + "exp", prefix + "u:1", prefix + "u:2"]
+        )
+        assert await client.zcard(prefix + "exp") == PER_USER + 1
+        assert await client.zcard(prefix + "u:1") == PER_USER
+        assert await store.get(kept_token) is not None
+    finally:
+        await store.close()
+        delete_prefix(url, prefix)
