@@ -2,6 +2,8 @@
 
 - Ended sessions free the memory store at once: a soak of 100,000 logins of one user while
   another session stays alive, in process through the login code path, and 1,000 over HTTP.
+- A stored hash made at another bcrypt cost is re-made at sign-in, and a cheap stored hash
+  costs as many bcrypt checks at the current cost as an unknown user (counted, not timed).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import time
 
 import pytest
 
-from plp.auth import service
+from plp.auth import passwords, service
+from plp.auth.passwords import HASH_PREFIX, hash_cost, hash_password
 from plp.sessions.base import END_LOGOUT, END_REVOKED
 from plp.sessions.memory import MemorySessionStore
 from plp.sessions.redis import RedisSessionStore
@@ -193,3 +196,110 @@ async def test_redis_store_keeps_no_ended_session():
     finally:
         await store.close()
         delete_prefix(url, prefix)
+
+
+# --- bcrypt cost: re-hash at sign-in, equal work for every failure -----------------------------
+
+CURRENT = 5  # bcrypt-rounds for these tests; stored hashes are made at 4 or 6
+at_current_cost = pytest.mark.parametrize(
+    "settings", [{"bcrypt_rounds": CURRENT}], indirect=True, ids=["rounds5"]
+)
+
+
+@pytest.fixture
+def settings(settings, request):
+    return settings.replace(**getattr(request, "param", {}))
+
+
+@pytest.fixture
+def user_with_cost(ctx):
+    """A user whose stored hash was made at the given cost, straight in the database."""
+
+    async def make(username: str, cost: int, password: str = PASSWORD):
+        return await ctx.db.create_user(
+            username, username, "student", hash_password(password, cost)
+        )
+
+    return make
+
+
+async def stored_hash(ctx, username: str) -> str:
+    found = await ctx.db.get_credentials(username)
+    assert found is not None
+    return found[1]
+
+
+@pytest.mark.parametrize("old_cost", [4, 6])
+@at_current_cost
+@pytest.mark.gen_test
+async def test_sign_in_rehashes_at_the_current_cost(ctx, client, user_with_cost, old_cost):
+    await user_with_cost("kid", old_cost)
+    old = await stored_hash(ctx, "kid")
+    assert old.startswith(f"{HASH_PREFIX}$2b$0{old_cost}$")
+    assert (await client.login("kid", "not the password")).code == 401
+    assert await stored_hash(ctx, "kid") == old  # a failed sign-in changes nothing
+    assert (await client.login("kid")).code == 200
+    new = await stored_hash(ctx, "kid")
+    assert new != old and new.startswith(f"{HASH_PREFIX}$2b$0{CURRENT}$")
+    assert hash_cost(new) == CURRENT
+    # The same password still works, and a hash at the current cost is left alone.
+    assert (await client.login("kid")).code == 200
+    assert await stored_hash(ctx, "kid") == new
+    assert (await client.login("kid", "not the password")).code == 401
+
+
+@at_current_cost
+@pytest.mark.gen_test
+async def test_disabled_account_is_not_rehashed(ctx, client, user_with_cost):
+    user = await user_with_cost("kid", 4)
+    await ctx.db.update_user(user.id, disabled=True)
+    old = await stored_hash(ctx, "kid")
+    response = await client.login("kid")
+    assert response.code == 403 and body(response)["error"] == "account_disabled"
+    assert await stored_hash(ctx, "kid") == old
+
+
+@at_current_cost
+@pytest.mark.gen_test
+async def test_rehash_never_undoes_a_password_change(ctx, client, user_with_cost):
+    """A sign-in that verified the old hash must not overwrite a change made meanwhile."""
+    user = await user_with_cost("kid", 4)
+    old = await stored_hash(ctx, "kid")
+    changed = await ctx.hasher.hash("a brand new passphrase")
+    await ctx.db.set_password_hash(user.id, changed)
+    await service.rehash_password(ctx, user, PASSWORD, old)  # the sign-in's late step
+    assert await stored_hash(ctx, "kid") == changed
+    assert (await client.login("kid")).code == 401
+    assert (await client.login("kid", "a brand new passphrase")).code == 200
+
+
+@pytest.fixture
+def bcrypt_checks(monkeypatch):
+    """The cost of every bcrypt check made (calls through to the real check)."""
+    costs: list[int | None] = []
+    real = passwords.check_password
+
+    def counting(password: str, stored: str) -> bool:
+        costs.append(hash_cost(stored))
+        return real(password, stored)
+
+    monkeypatch.setattr(passwords, "check_password", counting)
+    return costs
+
+
+@at_current_cost
+@pytest.mark.gen_test
+async def test_every_failed_login_costs_one_check_at_the_current_cost(
+    ctx, client, user_with_cost, bcrypt_checks
+):
+    await user_with_cost("cheap", 4)
+    await user_with_cost("current", CURRENT)
+    await ctx.db.create_user("broken", "broken", "student", HASH_PREFIX + "not-a-bcrypt-hash")
+    await ctx.hasher.warm()
+    at_current = {}
+    for name in ("nobody-here", "cheap", "current", "broken"):
+        bcrypt_checks.clear()
+        response = await client.login(name, "wrong password here")
+        assert response.code == 401 and body(response)["error"] == "invalid_credentials"
+        at_current[name] = bcrypt_checks.count(CURRENT)
+    assert at_current == {"nobody-here": 1, "cheap": 1, "current": 1, "broken": 1}
