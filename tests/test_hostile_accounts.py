@@ -4,11 +4,15 @@
   another session stays alive, in process through the login code path, and 1,000 over HTTP.
 - A stored hash made at another bcrypt cost is re-made at sign-in, and a cheap stored hash
   costs as many bcrypt checks at the current cost as an unknown user (counted, not timed).
+- Passwords of only whitespace or one repeated character are refused everywhere.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
 import sys
 import time
 
@@ -21,6 +25,7 @@ from plp.sessions.memory import MemorySessionStore
 from plp.sessions.redis import RedisSessionStore
 from tests.backends import delete_prefix, redis_url, unique_prefix
 from tests.conftest import PASSWORD, body
+from tests.support import ROOT
 
 SOAK_LOGINS = 100_000
 HTTP_LOGINS = 1_000
@@ -303,3 +308,93 @@ async def test_every_failed_login_costs_one_check_at_the_current_cost(
         assert response.code == 401 and body(response)["error"] == "invalid_credentials"
         at_current[name] = bcrypt_checks.count(CURRENT)
     assert at_current == {"nobody-here": 1, "cheap": 1, "current": 1, "broken": 1}
+
+
+# --- password policy: whitespace only, one repeated character ----------------------------------
+
+WEAK = [
+    pytest.param(" " * 9, id="9-spaces"),
+    pytest.param("\t" * 8, id="8-tabs"),
+    pytest.param(" \t \t\n \u3000\u00a0 ", id="mixed-blanks"),
+    pytest.param("aaaaaaaa", id="aaaaaaaa"),
+    pytest.param("ZZZZZZZZZZZZ", id="12-Z"),
+    pytest.param("  ........  ", id="dots-in-spaces"),
+    pytest.param("é" * 20, id="20-e-acute"),
+]
+
+
+def field_message(response, name: str) -> str:
+    data = body(response)
+    assert response.code == 400 and data["error"] == "bad_request", response.body
+    return data["fields"][name]
+
+
+@pytest.mark.parametrize("password", WEAK)
+@pytest.mark.gen_test
+async def test_register_refuses_blank_or_repeated_password(ctx, client, password):
+    message = field_message(await client.register("kid", password=password), "password")
+    assert re.search(r"blank|repeated", message), message
+    assert await ctx.db.get_credentials("kid") is None
+
+
+@pytest.mark.gen_test
+async def test_register_accepts_near_misses(client):
+    for n, password in enumerate(["aaaaaaab", "ab" * 4, " a b c d e "]):
+        response = await client.register(f"kid{n}", password=password)
+        assert response.code == 201, (password, response.body)
+
+
+@pytest.mark.parametrize("password", WEAK)
+@pytest.mark.gen_test
+async def test_password_change_refuses_blank_or_repeated(ctx, client, make_user, password):
+    await make_user("kid")
+    assert (await client.login("kid")).code == 200
+    response = await client.fetch(
+        "/api/users/me/password",
+        "POST",
+        json_body={"currentPassword": PASSWORD, "newPassword": password},
+    )
+    assert re.search(r"blank|repeated", field_message(response, "newPassword"))
+    assert (await client.login("kid")).code == 200  # the old password still stands
+
+
+def cli_env(data_dir, password: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PLP_", "SESSION_SECRET")) and k != "PYTHONPATH"
+    }
+    env.update({"PLP_DATA_DIR": str(data_dir), "PLP_BCRYPT_ROUNDS": "4", "PLP_PASSWORD": password})
+    return env
+
+
+def run_plp(args: list[str], env: dict[str, str], command: list[str] | None = None):
+    return subprocess.run(
+        [*(command or [sys.executable, str(ROOT / "run.py")]), *args],
+        cwd=str(ROOT),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    "password",
+    [" " * 9, "\t" * 8, "aaaaaaaa"],
+    ids=["9-spaces", "8-tabs", "aaaaaaaa"],
+)
+def test_create_user_refuses_blank_or_repeated_password(tmp_path, password):
+    env = cli_env(tmp_path / "data", password)
+    args = ["create-user", "--username", "teach", "--role", "teacher"]
+    result = run_plp(args, env)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "password" in lines[0], result.stderr
+    assert re.search(r"blank|repeated", lines[0]) and "Traceback" not in result.stderr
+    assert password not in result.stderr.replace("plp: error:", "")
+    # The refused account does not exist: the same name is free for a good password.
+    good = run_plp(args, cli_env(tmp_path / "data", "a decent passphrase"))
+    assert good.returncode == 0, good.stderr
+    assert "created teacher 'teach'" in good.stdout

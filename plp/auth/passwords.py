@@ -45,6 +45,12 @@ def password_problem(password: object, username: str = "") -> str | None:
         return f"Password must be at most {PASSWORD_MAX} characters."
     if "\x00" in password:
         return "Password must not contain NUL characters."
+    # Length alone would let nine spaces or "aaaaaaaa" through; both fall to the first guess.
+    distinct = set(password.strip())
+    if not distinct:
+        return "Password must not be only spaces or other blank characters."
+    if len(distinct) == 1:
+        return "Password must not be one character repeated."
     folded = password.strip().lower()
     if folded in common_passwords():
         return "This password is too common; choose one that is harder to guess."
