@@ -8,12 +8,14 @@ import os
 import sys
 from collections.abc import Sequence
 
+from . import __version__
 from .config import ConfigError, Settings, ensure_secret, from_env, options_help, parse_options
 from .storage.base import CannotOpen
 
 USAGE = """usage: plp [serve] [--setting value ...]
        plp create-user --username U --role student|teacher|admin [--display-name N]
        plp check [--setting value ...]
+       plp --version
 
 The password for create-user comes from PLP_PASSWORD, or is asked twice on the terminal.
 """
@@ -63,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):
         print(USAGE + "\n" + options_help())
+        return 0
+    if "--version" in args:
+        print(f"plp {__version__}")
         return 0
     command, rest = _split_command(args)
     try:

@@ -5,6 +5,7 @@
 - A stored hash made at another bcrypt cost is re-made at sign-in, and a cheap stored hash
   costs as many bcrypt checks at the current cost as an unknown user (counted, not timed).
 - Passwords of only whitespace or one repeated character are refused everywhere.
+- `--version`.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
 
 import pytest
 
+import plp
 from plp.auth import passwords, service
 from plp.auth.passwords import HASH_PREFIX, hash_cost, hash_password
 from plp.sessions.base import END_LOGOUT, END_REVOKED
@@ -25,7 +28,7 @@ from plp.sessions.memory import MemorySessionStore
 from plp.sessions.redis import RedisSessionStore
 from tests.backends import delete_prefix, redis_url, unique_prefix
 from tests.conftest import PASSWORD, body
-from tests.support import ROOT
+from tests.support import ROOT, need
 
 SOAK_LOGINS = 100_000
 HTTP_LOGINS = 1_000
@@ -398,3 +401,35 @@ def test_create_user_refuses_blank_or_repeated_password(tmp_path, password):
     good = run_plp(args, cli_env(tmp_path / "data", "a decent passphrase"))
     assert good.returncode == 0, good.stderr
     assert "created teacher 'teach'" in good.stdout
+
+
+# --- --version ---------------------------------------------------------------------------------
+
+
+def setup_version() -> str:
+    match = re.search(r'version="([^"]+)"', (ROOT / "setup.py").read_text())
+    assert match
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[sys.executable, str(ROOT / "run.py")], [sys.executable, "-m", "plp"]],
+    ids=["run.py", "python-m-plp"],
+)
+def test_version(tmp_path, command):
+    result = run_plp(["--version"], cli_env(tmp_path, ""), command)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"plp {plp.__version__}\n" and result.stderr == ""
+    assert plp.__version__ == setup_version()
+    assert not (tmp_path / "plp.sqlite3").exists()  # nothing started, nothing written
+
+
+def test_version_console_script(tmp_path):
+    script = shutil.which("plp")
+    need(script is not None, "the `plp` console script is missing: run `pip install -e .`")
+    env = cli_env(tmp_path, "")
+    env["PYTHONPATH"] = str(ROOT)  # this checkout, even if another one was installed
+    result = run_plp(["--version"], env, [script])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"plp {plp.__version__}\n"
