@@ -190,6 +190,24 @@ async def test_pruner_skips_sessions_ended_earlier(store, clock, ends):
 
 
 @pytest.mark.gen_test
+async def test_sessions_ended_behind_a_live_one_leave_the_queues_at_once(make_store, clock):
+    """Issue 10: a long-lived first session must not pin ended ones until it expires."""
+    store = make_store(per_user=3)
+    _, first = await new(store, 1)
+    for n in range(1000):
+        _, later = await new(store, 2)  # the cap ends user 2's oldest each time
+        if n % 7 == 0:
+            await store.end(later.key, END_LOGOUT)
+    live = await store.count()
+    assert live <= 4
+    assert len(store._created) == len(store._idle) == len(store._sessions) == live
+    assert next(iter(store._created)) == first.key
+    table = instrument(store)
+    assert await store.prune_expired() == 0
+    assert table.lookups <= 1  # the live head only: nothing ended is left to walk over
+
+
+@pytest.mark.gen_test
 async def test_pruner_follows_touch_order(store, clock):
     sessions = [(await new(store, n))[1] for n in range(6)]
     clock.advance(IDLE / 2)

@@ -45,6 +45,12 @@ def password_problem(password: object, username: str = "") -> str | None:
         return f"Password must be at most {PASSWORD_MAX} characters."
     if "\x00" in password:
         return "Password must not contain NUL characters."
+    # Length alone would let nine spaces or "aaaaaaaa" through; both fall to the first guess.
+    distinct = set(password.strip())
+    if not distinct:
+        return "Password must not be only spaces or other blank characters."
+    if len(distinct) == 1:
+        return "Password must not be one character repeated."
     folded = password.strip().lower()
     if folded in common_passwords():
         return "This password is too common; choose one that is harder to guess."
@@ -73,6 +79,16 @@ def check_password(password: str, stored: str) -> bool:
         return False
 
 
+def hash_cost(stored: str) -> int | None:
+    """The bcrypt cost (log2 rounds) a stored hash was made with; None if unreadable."""
+    if not stored.startswith(HASH_PREFIX):
+        return None
+    parts = stored[len(HASH_PREFIX) :].split("$")  # "", "2b", "12", salt+digest
+    if len(parts) != 4 or not parts[2].isdigit():
+        return None
+    return int(parts[2])
+
+
 def _lower_priority() -> None:
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BCRYPT_THREAD_NICE)
@@ -97,21 +113,41 @@ class PasswordHasher:
 
     async def warm(self) -> None:
         """Make the dummy hash now, so the first unknown-user login costs no more than others."""
+        await self._dummy_hash()
+
+    async def _dummy_hash(self) -> str:
         if self._dummy is None:
             self._dummy = await self.hash(os.urandom(16).hex())
+        return self._dummy
+
+    def needs_rehash(self, stored: str) -> bool:
+        """Whether a stored hash was made at another cost than the current `bcrypt-rounds`."""
+        return hash_cost(stored) != self.rounds
 
     async def verify(self, password: str, stored: str | None) -> bool:
-        """Check a password; with stored=None, spend the same bcrypt time and return False.
+        """Check a password; always spend at least one bcrypt check at the current cost.
 
-        The dummy check makes an unknown username cost what a wrong password costs, so
-        response time does not reveal which usernames exist.
+        With stored=None (unknown user) only a dummy check runs and the answer is False. A
+        stored hash cheaper than the current cost (made with lower `bcrypt-rounds`, or
+        unreadable) is followed by the same dummy check: otherwise an existing account
+        answers faster than an unknown one and response time tells which usernames exist.
+        A dearer stored hash cannot be helped before the password is known; sign-in re-makes
+        every hash at the current cost (`auth.service.authenticate`).
         """
-        loop = asyncio.get_running_loop()
         if stored is None:
-            await self.warm()
-            await loop.run_in_executor(self._pool, check_password, "x" * 12, self._dummy)
+            await self._dummy_check()
             return False
+        ok = await self._check(password, stored)
+        if (hash_cost(stored) or 0) < self.rounds:
+            await self._dummy_check()
+        return ok
+
+    async def _check(self, password: str, stored: str) -> bool:
+        loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, check_password, password, stored)
+
+    async def _dummy_check(self) -> None:
+        await self._check("x" * 12, await self._dummy_hash())
 
     def close(self) -> None:
         """Stop the worker threads."""

@@ -7,6 +7,7 @@ trail; handlers only translate HTTP to calls and results to responses. Failures 
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from typing import TYPE_CHECKING
@@ -19,7 +20,14 @@ from ..sessions.base import (
     END_REVOKED,
     Session,
 )
-from ..storage.base import ROLES, NotFound, User, UsernameTaken
+from ..storage.base import (
+    ROLES,
+    NotFound,
+    StorageError,
+    StorageUnavailable,
+    User,
+    UsernameTaken,
+)
 from .passwords import password_problem
 
 if TYPE_CHECKING:
@@ -30,6 +38,8 @@ DISPLAY_NAME_MAX = 64
 # Usernames in throttle keys are bounded so hostile input cannot grow memory per attempt.
 THROTTLE_NAME_MAX = 64
 INVALID_CREDENTIALS = "Invalid username or password."
+
+log = logging.getLogger(__name__)
 
 
 def normalize_username(raw: str) -> str:
@@ -175,7 +185,30 @@ async def authenticate(ctx: Context, *, username: object, password: object, ip: 
         await ctx.audit.record("login_failed", user_id=user.id, username=name, ip=ip, disabled=True)
         raise ApiError(403, "account_disabled", "This account has been disabled.")
     await ctx.throttle.login_succeeded(name)
+    if ctx.hasher.needs_rehash(found[1]):
+        await rehash_password(ctx, user, password, found[1])
     return user
+
+
+async def rehash_password(ctx: Context, user: User, password: str, stored: str) -> None:
+    """Store the password hashed at the current cost, unless its hash changed meanwhile.
+
+    The compare keeps a password change that lands while this sign-in hashes from being
+    undone. A failure is logged, not raised: the sign-in itself has succeeded.
+    """
+    fresh = await ctx.hasher.hash(password)
+    try:
+        current = await ctx.db.get_credentials(user.username)
+        if current is None or current[1] != stored:
+            return
+        await ctx.db.set_password_hash(user.id, fresh)
+    except (StorageError, StorageUnavailable) as exc:
+        # The class name only: a driver's message could quote the statement's values.
+        log.warning(
+            "could not re-hash the password of user %s (%s)", user.id, exc.__class__.__name__
+        )
+        return
+    log.info("re-hashed the password of user %s at cost %s", user.id, ctx.hasher.rounds)
 
 
 async def start_session(

@@ -2,15 +2,19 @@
 
 Idle expiry is uniform, so the order of idle deadlines is the order of last activity: an
 OrderedDict moved-to-end on touch keeps it in O(1). Absolute expiry follows creation order:
-a deque. The pruner pops from the front of each while the front has expired, so its cost
-grows with the number of expired sessions and never with the number of live ones.
+an OrderedDict in insertion order. Both queues are keyed by session key, so a session ended
+early (logout, revocation, the per-user cap) leaves them in O(1) at once; nothing waits for
+the pruner, and no live session can pin ended ones behind it. The pruner pops from the
+front of each queue while the front has expired, so its cost grows with the number of
+expired sessions and never with the number of live ones. (OrderedDict, not dict: popping
+the front of a plain dict leaves holes that every later `next(iter())` walks over.)
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -35,25 +39,25 @@ class MemorySessionStore(SessionStore):
         super().__init__(**kwargs)
         self._sessions: dict[str, Session] = {}
         self._idle: OrderedDict[str, None] = OrderedDict()
-        self._created: deque[Session] = deque()
+        self._created: OrderedDict[str, Session] = OrderedDict()
         self._by_user: dict[int, dict[str, Session]] = {}
 
     def _add(self, session: Session) -> None:
         self._sessions[session.key] = session
         self._idle[session.key] = None
-        self._created.append(session)
+        self._created[session.key] = session
         self._by_user.setdefault(session.user_id, {})[session.handle] = session
 
     def _remove(self, session: Session, reason: str) -> None:
         if self._sessions.pop(session.key, None) is None:
             return
         self._idle.pop(session.key, None)
+        self._created.pop(session.key, None)
         mine = self._by_user.get(session.user_id)
         if mine is not None:
             mine.pop(session.handle, None)
             if not mine:
                 del self._by_user[session.user_id]
-        # The creation deque is cleaned lazily by the pruner: removing from its middle is O(n).
         self._notify_end(session.key, session.user_id, reason)
 
     async def create(self, user_id: int, *, ip: str, user_agent: str) -> tuple[str, Session]:
@@ -141,13 +145,9 @@ class MemorySessionStore(SessionStore):
             removed += 1
         created = self._created
         while created:
-            session = created[0]
-            if sessions.get(session.key) is not session:
-                created.popleft()  # ended earlier; drop the stale queue entry
-                continue
+            session = next(iter(created.values()))
             if session.created_at > age_cutoff:
                 break
-            created.popleft()
             self._remove(session, END_EXPIRED)
             removed += 1
         return removed
@@ -167,8 +167,7 @@ class MemorySessionStore(SessionStore):
                 "ip": s.ip,
                 "user_agent": s.user_agent,
             }
-            for s in self._created
-            if self._sessions.get(s.key) is s
+            for s in self._created.values()
         ]
 
     def restore(
@@ -217,8 +216,8 @@ class MemorySessionStore(SessionStore):
             loaded += 1
         # Rebuild both expiry queues so they stay sorted whatever the store held before
         # (once, at start: O(n log n)).
-        live = [s for s in self._created if self._sessions.get(s.key) is s] + rows
-        self._created = deque(sorted(live, key=lambda s: s.created_at))
+        live = [*self._created.values(), *rows]
+        self._created = OrderedDict((s.key, s) for s in sorted(live, key=lambda s: s.created_at))
         self._idle = OrderedDict(
             (s.key, None) for s in sorted(self._sessions.values(), key=lambda s: s.last_seen)
         )
