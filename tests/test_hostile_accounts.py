@@ -23,9 +23,9 @@ import pytest
 import plp
 from plp.auth import passwords, service
 from plp.auth.passwords import HASH_PREFIX, hash_cost, hash_password
+from plp.redis.sessions import RedisSessionStore
 from plp.sessions.base import END_LOGOUT, END_REVOKED
 from plp.sessions.memory import MemorySessionStore
-from plp.sessions.redis import RedisSessionStore
 from tests.backends import delete_prefix, redis_url, unique_prefix
 from tests.conftest import PASSWORD, body
 from tests.support import ROOT, need
