@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from .config import ConfigError, Settings, ensure_secret, from_env, options_help, parse_options
-from .storage.base import CannotOpen
+from .storage.base import CannotOpen, DatabaseCorrupted, StorageUnavailable
 
 USAGE = """usage: plp [serve] [--setting value ...]
        plp create-user --username U --role student|teacher|admin [--display-name N]
@@ -79,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_checks(load_settings(rest))
     except ConfigError as exc:
         return _fail(str(exc))
+    except (DatabaseCorrupted, StorageUnavailable) as exc:
+        return _fail(str(exc))  # the message already says what to do
     except CannotOpen as exc:
         return _fail(f"{exc} (check --db / PLP_DB and --data-dir / PLP_DATA_DIR)")
     return _fail(f"unknown command {command!r} (expected serve, create-user or check)")
