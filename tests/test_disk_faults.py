@@ -22,22 +22,31 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from tornado.websocket import WebSocketClientConnection
 
+from plp.storage.base import UnstorableValue
+from plp.storage.postgres import PostgresDatabase
+from plp.storage.sqlite import SQLiteDatabase
+from tests import backends
 from tests.conftest import PASSWORD, Client, body
 from tests.multiproc import client_for, general_channel, join, open_socket, read_frame
-from tests.support import LIVE_SECRET, ROOT, LiveServer
+from tests.support import LIVE_SECRET, ROOT, LiveServer, free_port
 
 DISK_SIZE = "4m"
+PG_DISK_SIZE = "32m"  # a new database copies template1 (about 8 MB) into its tablespace
 # Room left above the largest file for the file-size limit: a few WAL frames, so the sends
 # before the failing one are really written and acknowledged.
 HEADROOM = 16 * 1024
@@ -51,6 +60,38 @@ WRITE_FAILED = re.compile(
 GARBAGE = b"garbage!"
 
 
+def fill_to_enospc(filler: Path) -> None:
+    """Grow `filler` until the kernel answers ENOSPC: the filesystem is full to the page."""
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    chunk = b"\0" * 65536
+    try:
+        while True:
+            os.write(fd, chunk)  # a short write first, then ENOSPC
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
+
+
+def mount_tmpfs(path: Path, size: str) -> bool:
+    """Mount a tmpfs of `size` on `path`; False where this machine does not allow it."""
+    try:
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", path],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
+
+
+def unmount(path: Path) -> None:
+    if subprocess.run(["umount", path], capture_output=True, timeout=30).returncode != 0:
+        subprocess.run(["umount", "-l", path], capture_output=True, timeout=30)
+
+
 class SmallDisk:
     """A data dir whose writes can be made to fail: a small tmpfs, or a file-size limit."""
 
@@ -58,20 +99,8 @@ class SmallDisk:
         self.path = root / "disk"
         self.path.mkdir()
         self.filler = self.path / "filler"
-        self.mounted = want == "filesystem" and self._mount()
+        self.mounted = want == "filesystem" and mount_tmpfs(self.path, DISK_SIZE)
         self.mode = "filesystem" if self.mounted else "file_size_limit"
-
-    def _mount(self) -> bool:
-        try:
-            subprocess.run(
-                ["mount", "-t", "tmpfs", "-o", f"size={DISK_SIZE},mode=0700", "tmpfs", self.path],
-                check=True,
-                capture_output=True,
-                timeout=30,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return False
-        return True
 
     @staticmethod
     def ignore_sigxfsz() -> None:
@@ -95,15 +124,7 @@ class SmallDisk:
         """Leave (almost) no room: the tmpfs filled to ENOSPC, or the server's size limit set
         just above its largest data file."""
         if self.mounted:
-            fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            chunk = b"\0" * 65536
-            try:
-                while True:
-                    os.write(fd, chunk)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC, exc
-            finally:
-                os.close(fd)
+            fill_to_enospc(self.filler)
             return
         assert server is not None and server.proc is not None
         largest = max(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
@@ -122,9 +143,7 @@ class SmallDisk:
 
     def cleanup(self) -> None:
         if self.mounted:
-            result = subprocess.run(["umount", self.path], capture_output=True, timeout=30)
-            if result.returncode != 0:
-                subprocess.run(["umount", "-l", self.path], capture_output=True, timeout=30)
+            unmount(self.path)
 
 
 @pytest.fixture(params=["filesystem", "file_size_limit"])
@@ -534,3 +553,318 @@ async def test_corruption_found_while_running_is_503(tmp_path):
     result = await asyncio.to_thread(run_plp, plp_env(data, **ENV))
     assert result.returncode == 2, result.stderr
     assert "is corrupted" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture
+def pg_small_disk():
+    """A fresh PostgreSQL database whose tablespace is a small tmpfs: (URL, mount point).
+
+    PostgreSQL's WAL stays on its own disk, so a full tablespace fails each statement that
+    must grow a table (DiskFull) instead of stopping the server. Needs the test PostgreSQL
+    on this machine and the right to mount; skipped otherwise (the SQLite full-disk test
+    above never is).
+    """
+    import psycopg
+
+    url = backends.postgres_url()
+    if urlsplit(url).hostname not in ("127.0.0.1", "localhost"):
+        pytest.skip("the test PostgreSQL is on another machine: no tablespace on a local disk")
+    with psycopg.connect(url, autocommit=True) as conn:
+        data_dir = Path(conn.execute("SHOW data_directory").fetchone()[0])
+    if not data_dir.exists():
+        pytest.skip("the test PostgreSQL's data directory is not on this filesystem")
+    # Not under pytest's tmp_path: that is private to root and PostgreSQL must reach it.
+    root = Path(tempfile.mkdtemp(prefix="plp-pgdisk-"))
+    root.chmod(0o755)
+    disk = root / "disk"
+    disk.mkdir()
+    if not mount_tmpfs(disk, PG_DISK_SIZE):
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip("cannot mount a tmpfs here (needs root): no small disk for PostgreSQL")
+    os.chown(disk, data_dir.stat().st_uid, -1)
+    suffix = uuid.uuid4().hex[:12]
+    name, space = f"plptest_{suffix}", f"plp_small_{suffix}"
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLESPACE {space} LOCATION '{disk}'")
+            conn.execute(f'CREATE DATABASE "{name}" TABLESPACE {space}')
+        yield urlsplit(url)._replace(path="/" + name).geturl(), disk
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f"DROP TABLESPACE IF EXISTS {space}")
+        unmount(disk)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.services
+@pytest.mark.gen_test(timeout=180)
+async def test_postgres_disk_full_answers_503_and_1013(pg_small_disk, tmp_path):
+    url, disk = pg_small_disk
+    server = LiveServer(tmp_path / "plp", env={"PLP_DB": url, **ENV}).start()
+    sockets: list[WebSocketClientConnection] = []
+    try:
+        alice = client_for(server)
+        assert (await alice.register("alice")).code == 201
+        channel = await general_channel(alice)
+        ws = await open_socket(server, alice)
+        sockets.append(ws)
+        await join(ws, channel)
+        acked = [await send(ws, channel, f"before {i} " + "x" * 1500, f"b{i}") for i in range(3)]
+
+        fill_to_enospc(disk / "filler")
+        # Rows still fit in pages a table already has; the first one that needs a new page
+        # fails. So: send until the socket is closed 1013, register until a 503.
+        refused_text = None
+        for i in range(MAX_FILL_SENDS):
+            text = f"fill {i} " + "y" * 1500
+            message = await send(ws, channel, text, f"f{i}")
+            if message is None:
+                refused_text = text
+                break
+            acked.append(message)
+        else:
+            pytest.fail("the tablespace never filled")
+        assert ws.close_code == 1013, (ws.close_code, ws.close_reason)
+        registered: list[str] = []
+        for i in range(MAX_FILL_SENDS):
+            response = await client_for(server).register(f"kid{i:03d}")
+            if response.code == 503:
+                break
+            assert response.code == 201, response.body
+            registered.append(f"kid{i:03d}")
+        else:
+            pytest.fail("registrations never failed on the full tablespace")
+        assert body(response)["error"] == "unavailable"
+        assert int(response.headers["Retry-After"]) >= 1
+        refused_name = f"kid{len(registered):03d}"
+        assert body(await alice.fetch("/api/users/me"))["user"]["username"] == "alice"
+
+        log = server.log_text()
+        assert "PostgreSQL cannot take the write: disk full (DiskFull)" in log, log
+        assert "chat frame refused, closing with 1013: PostgreSQL cannot take the write" in log
+        assert_clean_log(log)
+
+        (disk / "filler").unlink()
+        # Nothing refused was half-written: the refused name is free, the text absent.
+        assert (await client_for(server).register(refused_name)).code == 201
+        stored = await history(alice, channel)
+        assert [(m["id"], m["text"]) for m in stored] == [(m["id"], m["text"]) for m in acked]
+        assert refused_text not in {m["text"] for m in stored}
+        assert_clean_log(server.log_text())
+    finally:
+        for socket in sockets:
+            socket.close()
+        server.stop()
+
+
+@pytest.mark.services
+@pytest.mark.gen_test(timeout=120)
+async def test_postgres_read_only_answers_503(tmp_path):
+    """A database that refuses writes (a standby, or read-only by setting): 503, then back."""
+    import psycopg
+
+    admin_url = backends.postgres_url()
+    url, name = backends.fresh_postgres_database(admin_url)
+    server = LiveServer(tmp_path / "plp", env={"PLP_DB": url}).start()
+
+    def read_only(on: bool) -> None:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            setting = "SET default_transaction_read_only = on" if on else "RESET ALL"
+            conn.execute(f'ALTER DATABASE "{name}" {setting}')
+            # plp's pooled connections pick the setting up when they are replaced.
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+
+    try:
+        alice = client_for(server)
+        assert (await alice.register("alice")).code == 201
+        await asyncio.to_thread(read_only, True)
+        response = await client_for(server).register("bob")
+        assert response.code == 503, response.body
+        assert body(response)["error"] == "unavailable"
+        assert (await alice.fetch("/api/users/me")).code == 200
+        log = server.log_text()
+        assert re.search(
+            r"backend unavailable \(the database is read-only \(a standby\?\): "
+            r"cannot execute INSERT in a read-only transaction \(ReadOnlySqlTransaction\)\)",
+            log,
+        ), log
+
+        await asyncio.to_thread(read_only, False)
+        assert (await client_for(server).register("bob")).code == 201
+        assert_clean_log(server.log_text())
+    finally:
+        server.stop()
+        backends.drop_postgres_database(admin_url, name)
+
+
+@pytest.mark.services
+@pytest.mark.gen_test(timeout=120)
+async def test_postgres_nul_in_client_text_is_400_or_kept(tmp_path):
+    """NUL cannot be stored in PostgreSQL text: refused with 400 where it would be stored,
+    replaced in the audit row that records a refused login, and never a 500."""
+    import psycopg
+
+    admin_url = backends.postgres_url()
+    url, name = backends.fresh_postgres_database(admin_url)
+    server = LiveServer(tmp_path / "plp", env={"PLP_DB": url}).start()
+    sockets: list[WebSocketClientConnection] = []
+    try:
+        visitor = client_for(server)
+        response = await visitor.register("ali\u0000ce")
+        assert response.code == 400 and "username" in body(response)["fields"], response.body
+        response = await visitor.register("alice", displayName="Al\u0000ice")
+        assert response.code == 400 and "displayName" in body(response)["fields"], response.body
+
+        response = await visitor.login("ali\u0000ce")
+        assert response.code == 401 and body(response)["error"] == "invalid_credentials"
+        token = await visitor.form_xsrf("/login")
+        response = await visitor.fetch(
+            "/login",
+            "POST",
+            body=f"_xsrf={token}&username=bo%00b&password=x",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            xsrf=False,
+        )
+        assert response.code == 401, response.body
+
+        teacher = client_for(server)
+        assert (await teacher.register("teacher")).code == 201
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("UPDATE users SET role = 'teacher' WHERE username = 'teacher'")
+            failed = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT username FROM audit WHERE event = 'login_failed' ORDER BY id"
+                )
+            ]
+        # The refused logins are in the audit log: from JSON, NUL shown as U+FFFD; Tornado
+        # already turns control characters in form fields into spaces.
+        assert failed == ["ali\ufffdce", "bo b"], failed
+        for fields in ({"name": "ne\u0000ws"}, {"name": "news", "description": "a\u0000b"}):
+            response = await teacher.fetch("/api/channels", "POST", json_body=fields)
+            assert response.code == 400, response.body
+
+        channel = await general_channel(teacher)
+        ws = await open_socket(server, teacher)
+        sockets.append(ws)
+        await join(ws, channel)
+        ws.write_message(json.dumps({"type": "send", "channel": channel, "text": "a\u0000b"}))
+        frame = await read_frame(ws)
+        assert frame["type"] == "error" and frame["code"] == "bad_request", frame
+        assert await send(ws, channel, "still fine", "ok") is not None
+        assert_clean_log(server.log_text())
+    finally:
+        for socket in sockets:
+            socket.close()
+        server.stop()
+        backends.drop_postgres_database(admin_url, name)
+
+
+# --------------------------------------------------------- values no database can hold
+
+
+@pytest.mark.gen_test
+async def test_sqlite_unbindable_text_is_unstorable_value(tmp_path):
+    """Defence behind validation: a lone surrogate reaching SQLite is UnstorableValue (a 400
+    in a handler), not a UnicodeEncodeError (a 500)."""
+    db = SQLiteDatabase(str(tmp_path / "plp.sqlite3"))
+    try:
+        await db.migrate()
+        user = await db.create_user("alice", "Alice", "student", "x")
+        channel = (await db.list_channels())[0]
+        with pytest.raises(UnstorableValue):
+            await db.add_message(channel.id, user, "a\ud800b")
+        assert await db.list_messages(channel.id) == []
+    finally:
+        await db.close()
+
+
+@pytest.mark.services
+@pytest.mark.gen_test
+async def test_postgres_nul_is_unstorable_value():
+    """The same defence on PostgreSQL: DataError (NUL in text) is UnstorableValue."""
+    admin_url = backends.postgres_url()
+    url, name = backends.fresh_postgres_database(admin_url)
+    db = PostgresDatabase(url)
+    try:
+        await db.migrate()
+        user = await db.create_user("alice", "Alice", "student", "x")
+        channel = (await db.list_channels())[0]
+        with pytest.raises(UnstorableValue):
+            await db.add_message(channel.id, user, "a\x00b")
+        with pytest.raises(UnstorableValue):
+            await db.create_user("bob", "B\x00b", "student", "x")
+        assert [u.username for u in await db.list_users()] == ["alice"]
+    finally:
+        await db.close()
+        backends.drop_postgres_database(admin_url, name)
+
+
+# ------------------------------------------------------------- registration, all or nothing
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of this test's own (it is paused below, which would stall others)."""
+    import redis
+
+    if shutil.which("redis-server") is None:
+        backends.missing("redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
+        + ["--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port, socket_connect_timeout=0.5)
+    try:
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                assert proc.poll() is None, "redis-server exited at start"
+                time.sleep(0.05)
+        yield client, f"redis://127.0.0.1:{port}/0"
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_registration_whose_session_cannot_start_leaves_no_account(private_redis, tmp_path):
+    """The account row is written before the session; when Redis then refuses the writes
+    (CLIENT PAUSE WRITE: reads still answer), the 503 leaves no account behind."""
+    control, redis_url = private_redis
+    env = {"PLP_SESSION_BACKEND": "redis", "PLP_REDIS_URL": redis_url}
+    server = LiveServer(tmp_path / "plp", env=env).start()
+    try:
+        bob = client_for(server)
+        await bob.fetch("/api/auth/csrf")
+        await asyncio.to_thread(control.execute_command, "CLIENT", "PAUSE", "15000", "WRITE")
+        try:
+            response = await bob.register("bob")
+        finally:
+            await asyncio.to_thread(control.execute_command, "CLIENT", "UNPAUSE")
+        assert response.code == 503, response.body
+        assert body(response)["error"] == "unavailable"
+        log = server.log_text()
+        assert re.search(r"registration of 'bob' failed \(.+\); its account was removed", log)
+
+        # No half-made account: the password does not sign in, and the name is free again.
+        assert (await client_for(server).login("bob")).code == 401
+        assert (await bob.register("bob")).code == 201
+        assert (await bob.fetch("/api/users/me")).code == 200
+        assert "Traceback" not in server.log_text()
+    finally:
+        server.stop()
