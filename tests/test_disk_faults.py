@@ -377,6 +377,19 @@ def test_development_secret_on_full_disk_exits_2_with_one_line(small_disk):
     small_disk.free()
 
 
+def test_first_start_on_full_disk_exits_2_with_one_line(small_disk):
+    result = run_plp(plp_env(small_disk.path / "data"), preexec_fn=small_disk.full_from_start())
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert re.fullmatch(
+        r"plp: error: cannot open the SQLite database '.+/plp\.sqlite3': "
+        r"(disk full \(SQLITE_FULL\)|disk I/O error \(SQLITE_IOERR\w*\)) \(check --db .+\)",
+        lines[0],
+    ), lines[0]
+    small_disk.free()
+
+
 SAVE_SNAPSHOT = """
 import asyncio, logging, sys
 from pathlib import Path

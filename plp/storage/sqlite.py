@@ -221,10 +221,13 @@ class SQLiteDatabase(Database):
             self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         except (OSError, sqlite3.Error) as exc:
             # A bad --db path is an operator error: one clear line, not a traceback.
-            corrupted = corruption(path, exc) if isinstance(exc, sqlite3.Error) else None
-            if corrupted is not None:
-                raise DatabaseCorrupted(corrupted) from None
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if isinstance(exc, sqlite3.Error):
+                corrupted = corruption(path, exc)
+                if corrupted is not None:
+                    raise DatabaseCorrupted(corrupted) from None
+                reason = fault_cause(path, exc) or str(exc)
+            else:
+                reason = exc.strerror or str(exc)
             raise CannotOpen(f"cannot open the SQLite database {path!r}: {reason}") from None
         self._users: dict[int, User] = {}
         self._users_stamp: tuple[int, int] = (-1, -1)
