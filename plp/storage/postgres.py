@@ -131,6 +131,15 @@ def _server_fault(exc: BaseException) -> str | None:
     return f"{cause}: {detail} ({type(exc).__name__})" if detail else f"{cause} ({sqlstate})"
 
 
+def _unreachable(exc: BaseException) -> str:
+    """The line for an OperationalError that is not a known server fault."""
+    diag = exc.diag if isinstance(exc, psycopg.Error) and exc.sqlstate else None
+    if diag is not None and diag.message_primary:
+        # A statement timeout, a deadlock, a serialization failure: the server answered.
+        return f"PostgreSQL refused the statement: {diag.message_primary} ({type(exc).__name__})"
+    return f"PostgreSQL cannot be reached ({type(exc).__name__})"
+
+
 def unavailable(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Turn 'PostgreSQL cannot be reached or cannot take the write' into `StorageUnavailable`.
 
@@ -143,8 +152,7 @@ def unavailable(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         try:
             return await method(*args, **kwargs)
         except (PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
-            cause = _server_fault(exc) or f"PostgreSQL cannot be reached ({type(exc).__name__})"
-            raise StorageUnavailable(cause) from exc
+            raise StorageUnavailable(_server_fault(exc) or _unreachable(exc)) from exc
         except psycopg.InternalError as exc:
             cause = _server_fault(exc)
             if cause is None:
