@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Callable
 
-from .storage.base import Database, iso, utcnow
+from .storage.base import Database, StorageUnavailable, iso, utcnow
 
 audit_log = logging.getLogger("plp.audit")
 log = logging.getLogger(__name__)
@@ -73,5 +73,8 @@ class Auditor:
                 log.exception("audit listener failed for %s", event)
         try:
             await self.db.add_audit(event, user_id=user_id, username=username, ip=ip, detail=clean)
+        except StorageUnavailable as exc:
+            # Disk full or database down: an outage the log line names, not a bug.
+            log.warning("could not store audit event %s: %s", event, exc)
         except Exception:
             log.exception("could not store audit event %s", event)

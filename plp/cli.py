@@ -27,7 +27,7 @@ from .config import (
     from_env,
     password_from_env,
 )
-from .storage.base import CannotOpen
+from .storage.base import CannotOpen, DatabaseCorrupted, StorageUnavailable
 
 EXIT_USAGE = 2
 ROLES = ("student", "teacher", "admin")
@@ -212,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[namespace.command](settings, namespace)
     except ConfigError as exc:
         return _fail(str(exc))
+    except (DatabaseCorrupted, StorageUnavailable) as exc:
+        return _fail(str(exc))  # the message already says what to do
     except CannotOpen as exc:
         return _fail(f"{exc} (check --db / PLP_DB and --data-dir / PLP_DATA_DIR)")
 

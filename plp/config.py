@@ -371,8 +371,12 @@ def ensure_secret(settings: Settings) -> Settings:
         if len(secret) < MIN_SECRET_LENGTH:
             secret = secrets.token_urlsafe(48)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secret + "\n")
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secret + "\n")
+            except OSError:
+                path.unlink(missing_ok=True)  # a full disk leaves no half-written secret
+                raise
         os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -262,8 +262,13 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     db = open_database(settings.db_url)
     try:
         await db.migrate()
-    except StorageUnavailable:
-        log.error("cannot reach the database at %s; start it or fix --db", _where(settings.db_url))
+    except StorageUnavailable as exc:
+        if settings.db_url.startswith(("postgresql://", "postgres://")):
+            log.error(
+                "cannot reach the database at %s; start it or fix --db", _where(settings.db_url)
+            )
+        else:
+            log.error("cannot start: %s (--db %s)", exc, settings.db_url)
         await db.close()
         return EXIT_CONFIG
     ctx = make_context(settings, db=db)

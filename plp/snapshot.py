@@ -198,7 +198,12 @@ def save_sessions(store: SessionStore, path: Path, secret: str) -> int:
     try:
         write_snapshot(path, encode_snapshot(records, secret, now=time.time()))
     except OSError as exc:
-        log.error("could not write the session snapshot %s: %s", path, exc)
+        # A full disk (ENOSPC) or a file-size limit (EFBIG) lands here: one line, no traceback.
+        log.error(
+            "could not write the session snapshot %s: %s; users sign in again after the restart",
+            path,
+            exc.strerror or exc,
+        )
         return 0
     log.info("saved %d sessions to %s", len(records), path)
     return len(records)

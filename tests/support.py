@@ -65,6 +65,7 @@ class LiveServer:
         port: int | None = None,
         command: list[str] | None = None,
         scheme: str = "http",
+        preexec_fn: Any = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
@@ -72,6 +73,7 @@ class LiveServer:
         self.extra_env = env or {}
         self.command = command or [sys.executable, str(ROOT / "run.py")]
         self.scheme = scheme
+        self.preexec_fn = preexec_fn  # run in the child before exec (e.g. resource limits)
         self.proc: subprocess.Popen | None = None
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
 
@@ -108,6 +110,7 @@ class LiveServer:
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec_fn,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

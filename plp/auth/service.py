@@ -33,6 +33,8 @@ from .passwords import password_problem
 if TYPE_CHECKING:
     from ..context import Context
 
+log = logging.getLogger(__name__)
+
 USERNAME_RE = re.compile(r"^[a-z0-9_.\-]{3,32}$")
 DISPLAY_NAME_MAX = 64
 # Usernames in throttle keys are bounded so hostile input cannot grow memory per attempt.
@@ -113,10 +115,74 @@ async def register(
     actor: User | None = None,
 ) -> User:
     """Create an account. Self-registration (no actor) is limited per address."""
+    user = await _create_account(
+        ctx,
+        username=username,
+        password=password,
+        display_name=display_name,
+        role=role,
+        ip=ip,
+        limited=actor is None,
+    )
+    if actor is None:
+        await ctx.throttle.registered(ip)
+    detail = {"role": role} if actor is None else {"role": role, "by": actor.username}
+    await ctx.audit.record("registered", user_id=user.id, username=user.username, ip=ip, **detail)
+    return user
+
+
+async def register_and_sign_in(
+    ctx: Context,
+    *,
+    username: object,
+    password: object,
+    display_name: object,
+    ip: str,
+    user_agent: str,
+    previous: Session | None,
+) -> tuple[User, str]:
+    """Self-registration: a student account and its first session (the token), or neither.
+
+    The account row is written first (the session needs its id); if counting the
+    registration or starting the session then fails (Redis or the disk down), the row is
+    removed again, so a 503 never leaves an account the person cannot know they have.
+    """
+    user = await _create_account(
+        ctx,
+        username=username,
+        password=password,
+        display_name=display_name,
+        role="student",
+        ip=ip,
+        limited=True,
+    )
+    try:
+        await ctx.throttle.registered(ip)
+        token = await start_session(ctx, user, ip=ip, user_agent=user_agent, previous=previous)
+    except Exception as exc:
+        await _undo_account(ctx, user, exc)
+        raise
+    await ctx.audit.record(
+        "registered", user_id=user.id, username=user.username, ip=ip, role="student"
+    )
+    return user, token
+
+
+async def _create_account(
+    ctx: Context,
+    *,
+    username: object,
+    password: object,
+    display_name: object,
+    role: str,
+    ip: str,
+    limited: bool,
+) -> User:
+    """Validate, apply the per-address limit (when `limited`), hash and insert the user."""
     name, secret, shown = validate_new_account(username, password, display_name)
     if role not in ROLES:
         raise bad_request("Unknown role.", {"role": "Must be student, teacher or admin."})
-    if actor is None:
+    if limited:
         wait = await ctx.throttle.registration_wait(ip)
         if wait:
             raise ApiError(
@@ -127,7 +193,7 @@ async def register(
             )
     hashed = await ctx.hasher.hash(secret)
     try:
-        user = await ctx.db.create_user(name, shown, role, hashed)
+        return await ctx.db.create_user(name, shown, role, hashed)
     except UsernameTaken:
         raise ApiError(
             409,
@@ -135,11 +201,22 @@ async def register(
             "That username is taken.",
             fields={"username": "That username is taken."},
         ) from None
-    if actor is None:
-        await ctx.throttle.registered(ip)
-    detail = {"role": role} if actor is None else {"role": role, "by": actor.username}
-    await ctx.audit.record("registered", user_id=user.id, username=user.username, ip=ip, **detail)
-    return user
+
+
+async def _undo_account(ctx: Context, user: User, cause: BaseException) -> None:
+    """Remove an account whose registration failed after its row was written; never raises."""
+    try:
+        await ctx.db.delete_user(user.id)
+    except StorageUnavailable as exc:
+        log.error(
+            "registration of %r failed (%s) and its account %d could not be removed: %s",
+            user.username,
+            cause,
+            user.id,
+            exc,
+        )
+        return
+    log.warning("registration of %r failed (%s); its account was removed", user.username, cause)
 
 
 async def authenticate(ctx: Context, *, username: object, password: object, ip: str) -> User:

@@ -25,15 +25,14 @@ class RegisterHandler(ApiHandler):
 
     async def post(self) -> None:
         data = self.get_json_body()
-        user = await service.register(
+        user, token = await service.register_and_sign_in(
             self.ctx,
             username=data.get("username"),
             password=data.get("password"),
             display_name=data.get("displayName"),
             ip=self.ip,
-        )
-        token = await service.start_session(
-            self.ctx, user, ip=self.ip, user_agent=self.user_agent, previous=self.session
+            user_agent=self.user_agent,
+            previous=self.session,
         )
         self.set_session_cookie(token)
         self.write_json({"user": user.to_json()}, status=201)

@@ -16,7 +16,7 @@ from tornado.web import HTTPError
 from ..errors import ApiError
 from ..security import DEFAULT_HEADERS, HSTS, client_ip, origin_allowed, request_scheme
 from ..sessions.base import END_DISABLED, Session, SessionStoreUnavailable
-from ..storage.base import StorageUnavailable, User
+from ..storage.base import StorageUnavailable, UnstorableValue, User
 from .display import device_name, friendly_time
 
 if TYPE_CHECKING:
@@ -37,6 +37,11 @@ def backend_unavailable(exc: BaseException) -> ApiError:
     else:
         message = "Sessions are unavailable; try again shortly."
     return ApiError(503, "unavailable", message, headers={"Retry-After": BACKEND_DOWN_RETRY_AFTER})
+
+
+def unstorable_value() -> ApiError:
+    """The 400 for input the database refused (e.g. NUL where PostgreSQL stores text)."""
+    return ApiError(400, "bad_request", "The request contains characters that cannot be stored.")
 
 
 # Error pages are read by children: plain words instead of protocol jargon.
@@ -278,6 +283,14 @@ class BaseHandler(tornado.web.RequestHandler):
             log.warning("%s: backend unavailable (%s)", self.request.path, e)
             try:
                 raise backend_unavailable(e) from e
+            except ApiError as api:
+                super()._handle_request_exception(api)
+            return
+        if isinstance(e, UnstorableValue):
+            # Validation should have refused it; the database did. Still the client's input.
+            log.warning("%s: value refused by the database (%s)", self.request.path, e)
+            try:
+                raise unstorable_value() from e
             except ApiError as api:
                 super()._handle_request_exception(api)
             return

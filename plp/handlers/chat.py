@@ -34,7 +34,14 @@ from ..chat.wire import text_frame
 from ..errors import ApiError
 from ..security import origin_allowed
 from ..sessions.base import END_DISABLED, SessionStoreUnavailable
-from ..storage.base import CHANNEL_KINDS, ChannelNameTaken, NotFound, StorageUnavailable, User
+from ..storage.base import (
+    CHANNEL_KINDS,
+    ChannelNameTaken,
+    NotFound,
+    StorageUnavailable,
+    UnstorableValue,
+    User,
+)
 from .api import parse_id
 from .base import ApiHandler
 from .pages import PageHandler
@@ -472,9 +479,12 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
             await self.handle(message)
         except FrameError as exc:
             self.refuse(exc)
-        except (SessionStoreUnavailable, StorageUnavailable):
-            # Nothing was acknowledged; the client reconnects with back-off and resends.
-            log.warning("chat frame refused: session store or database unavailable")
+        except UnstorableValue:
+            self.refuse(FrameError("bad_request", "The frame holds text that cannot be stored."))
+        except (SessionStoreUnavailable, StorageUnavailable) as exc:
+            # Nothing was stored or acknowledged; the client reconnects with back-off and
+            # resends. The cause (Redis down, disk full, ...) goes in the one log line.
+            log.warning("chat frame refused, closing with 1013: %s", exc)
             if self.sub is not None:
                 self.hub.drop(self.sub, CLOSE_TRY_AGAIN, "service unavailable, try again")
 

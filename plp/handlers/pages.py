@@ -85,21 +85,20 @@ class RegisterPage(PageHandler):
     async def post(self) -> None:
         username, display_name = self.form("username"), self.form("displayName")
         try:
-            user = await service.register(
+            _user, token = await service.register_and_sign_in(
                 self.ctx,
                 username=username,
                 password=self.form("password"),
                 display_name=display_name,
                 ip=self.ip,
+                user_agent=self.user_agent,
+                previous=self.session,
             )
         except ApiError as exc:
             self.render_error_form(
                 "register.html", exc, username=username, display_name=display_name
             )
             return
-        token = await service.start_session(
-            self.ctx, user, ip=self.ip, user_agent=self.user_agent, previous=self.session
-        )
         self.set_session_cookie(token)
         self.redirect("/dashboard")
 

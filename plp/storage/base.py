@@ -37,10 +37,20 @@ class CannotOpen(StorageError):
     """The database cannot be opened or migrated (bad path, not a database, newer schema)."""
 
 
-class StorageUnavailable(Exception):
-    """The database cannot be reached (e.g. PostgreSQL restarting); the request gets 503.
+class DatabaseCorrupted(CannotOpen):
+    """The database file failed its integrity check at start; the message says what to do."""
 
-    Not a StorageError: it says nothing about the data, and the operation may be retried.
+
+class UnstorableValue(StorageError):
+    """A value the database cannot hold (NUL in PostgreSQL text, a lone surrogate): a 400."""
+
+
+class StorageUnavailable(Exception):
+    """The database cannot take or give the data now; the request gets 503, nothing is stored.
+
+    Raised when PostgreSQL cannot be reached, and when the disk or the file fails: disk full,
+    an I/O error, a read-only or corrupted file. The message names the cause in one line for
+    the log. Not a StorageError: it says nothing about the request, which may be retried.
     """
 
 
@@ -185,6 +195,10 @@ class Database(abc.ABC):
     @abc.abstractmethod
     async def list_users(self) -> list[User]:
         """Every user, by id."""
+
+    @abc.abstractmethod
+    async def delete_user(self, user_id: int) -> bool:
+        """Remove a user that has nothing yet (undoes a registration); False if absent."""
 
     @abc.abstractmethod
     async def update_user(

@@ -8,9 +8,11 @@ transaction-scoped advisory lock, so several processes starting at once apply ea
 Each method is one transaction on a pooled connection. Connections are checked before use, so
 after a PostgreSQL restart stale ones are replaced instead of failing a request. While the
 server cannot be reached, calls raise `StorageUnavailable` (HTTP 503) after a short wait; the
-pool reconnects by itself when it is back. A statement interrupted by the outage is rolled back
-by PostgreSQL; it is never retried here, because a lost COMMIT acknowledgement cannot tell us
-whether it happened, and a duplicate chat message is worse than an error the user can see.
+pool reconnects by itself when it is back. The same 503 answers a server that cannot take
+the write (disk full, read-only standby, I/O error), with the cause in the log line. A
+statement interrupted by the outage is rolled back by PostgreSQL; it is never retried here,
+because a lost COMMIT acknowledgement cannot tell us whether it happened, and a duplicate chat
+message is worse than an error the user can see.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .base import (
     Message,
     NotFound,
     StorageUnavailable,
+    UnstorableValue,
     User,
     UsernameTaken,
     utcnow,
@@ -105,19 +108,65 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+# SQLSTATE classes and codes that blame the server or its disk, not the request.
+_SERVER_FAULTS = {
+    "53": "PostgreSQL is out of resources",  # 53100 disk_full, 53200 out_of_memory, ...
+    "58": "PostgreSQL has a system error",  # 58030 io_error
+    "57": "PostgreSQL is shutting down or refusing work",  # admin_shutdown, cannot_connect_now
+    "25006": "the database is read-only (a standby?)",  # read_only_sql_transaction
+    "XX001": "PostgreSQL reports corrupted data",  # data_corrupted
+    "XX002": "PostgreSQL reports a corrupted index",  # index_corrupted
+}
+
+
+def _server_fault(exc: BaseException) -> str | None:
+    """One line naming what PostgreSQL could not do, or None for 'cannot be reached'."""
+    if isinstance(exc, pg_errors.DiskFull):
+        return "PostgreSQL cannot take the write: disk full (DiskFull)"
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    cause = _SERVER_FAULTS.get(sqlstate) or _SERVER_FAULTS.get(sqlstate[:2])
+    if cause is None:
+        return None
+    detail = exc.diag.message_primary if isinstance(exc, psycopg.Error) and exc.diag else ""
+    return f"{cause}: {detail} ({type(exc).__name__})" if detail else f"{cause} ({sqlstate})"
+
+
+def _unreachable(exc: BaseException) -> str:
+    """The line for an OperationalError that is not a known server fault."""
+    diag = exc.diag if isinstance(exc, psycopg.Error) and exc.sqlstate else None
+    if diag is not None and diag.message_primary:
+        # A statement timeout, a deadlock, a serialization failure: the server answered.
+        return f"PostgreSQL refused the statement: {diag.message_primary} ({type(exc).__name__})"
+    return f"PostgreSQL cannot be reached ({type(exc).__name__})"
+
+
 def unavailable(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn 'PostgreSQL cannot be reached' into `StorageUnavailable` (503 for the request)."""
+    """Turn 'PostgreSQL cannot be reached or cannot take the write' into `StorageUnavailable`.
+
+    A DataError (a value PostgreSQL refuses, such as NUL in text) is the request's fault:
+    `UnstorableValue`, a 400.
+    """
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await method(*args, **kwargs)
         except (PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
-            raise StorageUnavailable(
-                f"PostgreSQL cannot be reached ({type(exc).__name__})"
-            ) from exc
+            raise StorageUnavailable(_server_fault(exc) or _unreachable(exc)) from exc
+        except psycopg.InternalError as exc:
+            cause = _server_fault(exc)
+            if cause is None:
+                raise
+            raise StorageUnavailable(cause) from exc
+        except (psycopg.DataError, UnicodeEncodeError) as exc:
+            raise UnstorableValue(str(exc)) from exc
 
     return wrapper
+
+
+def _text(value: str | None) -> str | None:
+    """Client-given text for an audit column: PostgreSQL text cannot hold NUL."""
+    return value.replace("\x00", "\ufffd") if value else value
 
 
 def _constraint(exc: psycopg.Error) -> str:
@@ -269,6 +318,11 @@ class PostgresDatabase(Database):
         return user_from_row(row)
 
     @unavailable
+    async def delete_user(self, user_id: int) -> bool:
+        row = await self._fetchone("DELETE FROM users WHERE id = %s RETURNING id", (user_id,))
+        return row is not None
+
+    @unavailable
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
         row = await self._fetchone(
             "UPDATE users SET password_hash = %s WHERE id = %s RETURNING id",
@@ -378,7 +432,8 @@ class PostgresDatabase(Database):
             await conn.execute(
                 "INSERT INTO audit (at, event, user_id, username, ip, detail) "
                 "VALUES (%s, %s, %s, %s, %s, %s)",
-                (to_ms(utcnow()), event, user_id, username, ip, json.dumps(detail)),
+                # An audit row records what was sent, so NUL is replaced rather than refused.
+                (to_ms(utcnow()), event, user_id, _text(username), _text(ip), json.dumps(detail)),
             )
 
     @unavailable

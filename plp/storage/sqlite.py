@@ -4,13 +4,23 @@ Queries run inline on the event loop. Each is one indexed statement that takes m
 in WAL mode, which is cheaper than a thread hand-off per call; the one thing that could
 stall is a lock held by another process (`plp create-user` while the server runs), so the
 busy timeout is kept short and the CLI's transactions are single statements.
+
+Faults of the file or the disk (full, I/O error, read-only, corrupted, locked) surface as
+`StorageUnavailable` naming the cause in one line, so a request gets 503 and a chat send
+close 1013 instead of a 500 and a traceback. SQLite rolls the failed statement back, so
+nothing is half-written. At start `migrate` runs `PRAGMA quick_check` and refuses a
+corrupted file (`DatabaseCorrupted`, exit status 2).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 from .base import (
     SCHEMA_VERSION,
@@ -19,8 +29,11 @@ from .base import (
     Channel,
     ChannelNameTaken,
     Database,
+    DatabaseCorrupted,
     Message,
     NotFound,
+    StorageUnavailable,
+    UnstorableValue,
     User,
     UsernameTaken,
     utcnow,
@@ -34,6 +47,8 @@ from .rows import (
     to_ms,
     user_from_row,
 )
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 2000
 # Users kept between requests (see SQLiteDatabase.get_user); cleared whole when full.
@@ -80,6 +95,111 @@ MIGRATIONS: dict[int, str] = {
 }
 
 
+# Primary result codes (sqlite3.h) that blame the file or the disk, not the request.
+_CORRUPT_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+_FAULT_CAUSES = {
+    5: "the database is locked by another process",  # SQLITE_BUSY
+    6: "the database is locked",  # SQLITE_LOCKED
+    7: "out of memory",  # SQLITE_NOMEM
+    8: "the database file is read-only",  # SQLITE_READONLY
+    10: "disk I/O error",  # SQLITE_IOERR
+    13: "disk full",  # SQLITE_FULL
+    14: "cannot open a database file",  # SQLITE_CANTOPEN
+    15: "file locking failed",  # SQLITE_PROTOCOL
+    26: "the file is not a SQLite database",  # SQLITE_NOTADB, without the SQLite header
+}
+# Older sqlite3 modules do not set sqlite_errorcode; these messages say the same.
+_FAULT_MESSAGES = {
+    "database or disk is full": 13,
+    "disk i/o error": 10,
+    "database disk image is malformed": 11,
+    "file is not a database": 26,
+    "attempt to write a readonly database": 8,
+    "database is locked": 5,
+    "unable to open database file": 14,
+}
+_ERROR_NAMES = {5: "SQLITE_BUSY", 8: "SQLITE_READONLY", 10: "SQLITE_IOERR", 11: "SQLITE_CORRUPT"}
+_ERROR_NAMES.update({13: "SQLITE_FULL", 14: "SQLITE_CANTOPEN", 26: "SQLITE_NOTADB"})
+RESTORE_HINT = "restore it from a backup (docs/deploy.md)"
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _result_code(exc: sqlite3.Error) -> tuple[int | None, str]:
+    """(primary result code, error name) of a sqlite3 error; (None, "") if it has none."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    if code is None:
+        code = _FAULT_MESSAGES.get(str(exc).lower())
+        name = _ERROR_NAMES.get(code, "") if code is not None else ""
+    return (None if code is None else code & 0xFF), name
+
+
+def _looks_like_sqlite(path: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def corruption(path: str, exc: sqlite3.Error) -> str | None:
+    """The operator's line for a corrupted file, or None when `exc` is not about corruption.
+
+    "Not a database" for a file without the SQLite header is a wrong --db, not damage.
+    """
+    code, name = _result_code(exc)
+    if code not in _CORRUPT_CODES or (code == 26 and not _looks_like_sqlite(path)):
+        return None
+    return f"the database file {path} is corrupted: {exc} ({name}); {RESTORE_HINT}"
+
+
+def fault_cause(path: str, exc: sqlite3.Error) -> str | None:
+    """What is wrong with the file or disk, e.g. 'disk full (SQLITE_FULL)'; None if nothing.
+
+    Errors about the statement itself (a constraint, a syntax error) give None: they are
+    bugs or domain errors, not faults of the storage.
+    """
+    corrupted = corruption(path, exc)
+    if corrupted is not None:
+        return corrupted
+    code, name = _result_code(exc)
+    cause = _FAULT_CAUSES.get(code) if code is not None else None
+    return None if cause is None else f"{cause} ({name or code})"
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def guarded(
+    action: str,
+) -> Callable[
+    [Callable[Concatenate[SQLiteDatabase, P], Awaitable[R]]],
+    Callable[Concatenate[SQLiteDatabase, P], Awaitable[R]],
+]:
+    """Map faults of the file or disk during a `read` or `write` to `StorageUnavailable`."""
+
+    def decorate(
+        method: Callable[Concatenate[SQLiteDatabase, P], Awaitable[R]],
+    ) -> Callable[Concatenate[SQLiteDatabase, P], Awaitable[R]]:
+        @functools.wraps(method)
+        async def wrapper(self: SQLiteDatabase, *args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return await method(self, *args, **kwargs)
+            except sqlite3.DatabaseError as exc:
+                cause = fault_cause(self.path, exc)
+                if cause is None:
+                    raise
+                raise StorageUnavailable(f"database {action} failed: {cause}") from exc
+            except (UnicodeEncodeError, OverflowError) as exc:
+                # A lone surrogate or an integer past 64 bits cannot be bound at all.
+                raise UnstorableValue(str(exc)) from exc
+
+        return wrapper
+
+    return decorate
+
+
 class SQLiteDatabase(Database):
     """`Database` on one SQLite file in WAL mode."""
 
@@ -101,13 +221,21 @@ class SQLiteDatabase(Database):
             self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         except (OSError, sqlite3.Error) as exc:
             # A bad --db path is an operator error: one clear line, not a traceback.
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if isinstance(exc, sqlite3.Error):
+                corrupted = corruption(path, exc)
+                if corrupted is not None:
+                    raise DatabaseCorrupted(corrupted) from None
+                reason = fault_cause(path, exc) or str(exc)
+            else:
+                reason = exc.strerror or str(exc)
             raise CannotOpen(f"cannot open the SQLite database {path!r}: {reason}") from None
         self._users: dict[int, User] = {}
         self._users_stamp: tuple[int, int] = (-1, -1)
 
+    @guarded("write")
     async def migrate(self) -> None:
         conn = self._conn
+        self.check_integrity()
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise CannotOpen(
@@ -122,8 +250,7 @@ class SQLiteDatabase(Database):
                     + f";PRAGMA user_version={target};COMMIT;"
                 )
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
         conn.execute(
             "INSERT OR IGNORE INTO channels (name, name_key, description, kind, created_by, "
@@ -132,9 +259,38 @@ class SQLiteDatabase(Database):
             (to_ms(utcnow()),),
         )
 
-    async def close(self) -> None:
-        self._conn.close()
+    def check_integrity(self) -> None:
+        """Raise DatabaseCorrupted unless `PRAGMA quick_check` finds the file sound.
 
+        quick_check reads every page once (about a second per few hundred MB) but skips
+        the index-content checks of integrity_check, so it is cheap enough for each start.
+        """
+        try:
+            rows = self._conn.execute("PRAGMA quick_check(3)").fetchall()
+        except sqlite3.DatabaseError as exc:
+            corrupted = corruption(self.path, exc)
+            if corrupted is not None:
+                raise DatabaseCorrupted(corrupted) from None
+            raise
+        # SQLite reports "*** in database main ***" and one problem per line: made one line.
+        found = " ".join(str(row[0]) for row in rows if row[0] != "ok")
+        found = " ".join(found.replace("*** in database main ***", "").split())
+        if found:
+            if len(found) > 300:
+                found = found[:300] + "..."
+            raise DatabaseCorrupted(
+                f"the database file {self.path} is corrupted: {found}; {RESTORE_HINT}"
+            )
+
+    async def close(self) -> None:
+        try:
+            self._conn.close()
+        except sqlite3.Error as exc:
+            # The final checkpoint can fail on a full disk; the WAL keeps the data for the
+            # next start, so this is worth a line, not a traceback.
+            log.warning("closing the database: %s", fault_cause(self.path, exc) or exc)
+
+    @guarded("write")
     async def create_user(
         self, username: str, display_name: str, role: str, password_hash: str
     ) -> User:
@@ -151,6 +307,7 @@ class SQLiteDatabase(Database):
             raise
         return User(cur.lastrowid, username, display_name, role, created, False)
 
+    @guarded("read")
     async def get_user(self, user_id: int) -> User | None:
         """The user record, read on every signed-in request.
 
@@ -177,18 +334,21 @@ class SQLiteDatabase(Database):
         user = users[user_id] = user_from_row(row)
         return user
 
+    @guarded("read")
     async def get_credentials(self, username: str) -> tuple[User, str] | None:
         row = self._conn.execute(
             f"SELECT {USER_COLS}, password_hash FROM users WHERE username = ?", (username,)
         ).fetchone()
         return (user_from_row(row), row[6]) if row else None
 
+    @guarded("read")
     async def list_users(self) -> list[User]:
         return [
             user_from_row(r)
             for r in self._conn.execute(f"SELECT {USER_COLS} FROM users ORDER BY id")
         ]
 
+    @guarded("write")
     async def update_user(
         self, user_id: int, *, role: str | None = None, disabled: bool | None = None
     ) -> User:
@@ -204,10 +364,16 @@ class SQLiteDatabase(Database):
                 raise NotFound(user_id)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         return user_from_row(row)
 
+    @guarded("write")
+    async def delete_user(self, user_id: int) -> bool:
+        cur = self._conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+        return cur.rowcount > 0
+
+    @guarded("write")
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
         cur = self._conn.execute(
             "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
@@ -215,9 +381,11 @@ class SQLiteDatabase(Database):
         if cur.rowcount == 0:
             raise NotFound(user_id)
 
+    @guarded("read")
     async def count_users(self) -> int:
         return self._conn.execute("SELECT count(*) FROM users").fetchone()[0]
 
+    @guarded("write")
     async def create_channel(
         self, name: str, description: str, kind: str, created_by: int | None
     ) -> Channel:
@@ -234,6 +402,7 @@ class SQLiteDatabase(Database):
             raise
         return Channel(cur.lastrowid, name, description, kind, created_by, created)
 
+    @guarded("read")
     async def get_channel(self, channel_id: int) -> Channel | None:
         row = self._conn.execute(
             "SELECT id, name, description, kind, created_by, created_at FROM channels WHERE id = ?",
@@ -241,16 +410,19 @@ class SQLiteDatabase(Database):
         ).fetchone()
         return channel_from_row(row) if row else None
 
+    @guarded("read")
     async def list_channels(self) -> list[Channel]:
         rows = self._conn.execute(
             "SELECT id, name, description, kind, created_by, created_at FROM channels ORDER BY id"
         )
         return [channel_from_row(r) for r in rows]
 
+    @guarded("write")
     async def delete_channel(self, channel_id: int) -> bool:
         cur = self._conn.execute("DELETE FROM channels WHERE id = ?", (channel_id,))
         return cur.rowcount > 0
 
+    @guarded("write")
     async def add_message(self, channel_id: int, author: User, text: str) -> Message:
         created = utcnow()
         try:
@@ -272,6 +444,7 @@ class SQLiteDatabase(Database):
             created,
         )
 
+    @guarded("read")
     async def list_messages(
         self, channel_id: int, *, before: int | None = None, limit: int = 50
     ) -> list[Message]:
@@ -287,6 +460,7 @@ class SQLiteDatabase(Database):
             ).fetchall()
         return [message_from_row(r) for r in reversed(rows)]
 
+    @guarded("write")
     async def add_audit(
         self,
         event: str,
@@ -302,9 +476,19 @@ class SQLiteDatabase(Database):
             (to_ms(utcnow()), event, user_id, username, ip, json.dumps(detail)),
         )
 
+    @guarded("read")
     async def list_audit(self, limit: int = 100) -> list[AuditEvent]:
         rows = self._conn.execute(
             "SELECT at, event, user_id, username, ip, detail FROM audit ORDER BY id DESC LIMIT ?",
             (limit,),
         )
         return [AuditEvent(from_ms(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back an open transaction; SQLite may already have, after SQLITE_FULL or IOERR."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            log.warning("rollback failed: %s", exc)
