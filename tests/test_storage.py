@@ -223,6 +223,74 @@ async def test_audit_newest_first(database):
     assert [e.event for e in await database.list_audit(limit=1)] == ["xsrf_rejected"]
 
 
+@pytest.mark.gen_test
+async def test_audit_count_and_stamp(database):
+    old = _dt.datetime(2020, 5, 1, 12, 0, tzinfo=_dt.UTC)
+    first = await database.add_audit(
+        "xsrf_rejected", user_id=None, username=None, ip="::1", detail={"path": "/x", "count": 1}
+    )
+    second = await database.add_audit("logout", user_id=1, username="a", ip=None, detail={}, at=old)
+    assert isinstance(first, int) and isinstance(second, int) and first != second
+    await database.set_audit_count(first, 41)
+    await database.set_audit_count(10_000_000, 3)  # gone (pruned): nothing happens
+    events = {e.event: e for e in await database.list_audit()}
+    assert events["xsrf_rejected"].detail == {"path": "/x", "count": 41}
+    assert events["logout"].at == old
+
+
+@pytest.mark.gen_test
+async def test_prune_audit_drops_only_older_rows_in_batches(database):
+    now = _dt.datetime.now(_dt.UTC)
+    for days in (400, 300, 200, 181):
+        await database.add_audit(
+            "logout",
+            user_id=1,
+            username=f"old{days}",
+            ip=None,
+            detail={},
+            at=now - _dt.timedelta(days=days),
+        )
+    await database.add_audit(
+        "logout",
+        user_id=1,
+        username="recent",
+        ip=None,
+        detail={},
+        at=now - _dt.timedelta(days=179),
+    )
+    await database.add_audit("logout", user_id=1, username="now", ip=None, detail={})
+    cutoff = now - _dt.timedelta(days=180)
+    assert await database.prune_audit(cutoff, limit=3) == 3
+    assert [e.username for e in await database.list_audit()] == ["now", "recent", "old181"]
+    assert await database.prune_audit(cutoff, limit=3) == 1
+    assert await database.prune_audit(cutoff, limit=3) == 0
+    assert [e.username for e in await database.list_audit()] == ["now", "recent"]
+
+
+@pytest.mark.gen_test
+async def test_sqlite_schema_1_upgrades_keeping_audit_rows(tmp_path):
+    import sqlite3
+
+    from plp.storage.sqlite import MIGRATIONS
+
+    path = str(tmp_path / "v1.sqlite3")
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[1] + ";PRAGMA user_version=1;")
+    conn.execute("INSERT INTO audit (at, event, detail) VALUES (1000, 'logout', '{}')")
+    conn.commit()
+    conn.close()
+    database = SQLiteDatabase(path)
+    try:
+        await database.migrate()
+        assert [e.event for e in await database.list_audit()] == ["logout"]
+        plan = database._conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM audit WHERE at < 5 ORDER BY at"
+        ).fetchall()
+        assert "audit_by_at" in str(plan)
+    finally:
+        await database.close()
+
+
 # -- PostgreSQL only -----------------------------------------------------------------------
 
 

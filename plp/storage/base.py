@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 ROLES = ("student", "teacher", "admin")
 CHANNEL_KINDS = ("discussion", "announcement")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class StorageError(Exception):
@@ -254,8 +254,17 @@ class Database(abc.ABC):
         username: str | None,
         ip: str | None,
         detail: dict,
-    ) -> None:
-        """Append an audit row."""
+        at: _dt.datetime | None = None,
+    ) -> int:
+        """Append an audit row (stamped `at`, default now); its id."""
+
+    @abc.abstractmethod
+    async def set_audit_count(self, row_id: int, count: int) -> None:
+        """Set `detail.count` of an audit row (a coalesced refusal); no error if it is gone."""
+
+    @abc.abstractmethod
+    async def prune_audit(self, before: _dt.datetime, *, limit: int) -> int:
+        """Delete up to `limit` of the oldest audit rows stamped before `before`; how many."""
 
     @abc.abstractmethod
     async def list_audit(self, limit: int = 100) -> list[AuditEvent]:

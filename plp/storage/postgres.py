@@ -17,6 +17,7 @@ message is worse than an error the user can see.
 
 from __future__ import annotations
 
+import datetime as _dt
 import functools
 import json
 import logging
@@ -101,6 +102,8 @@ MIGRATIONS: dict[int, str] = {
         detail   TEXT NOT NULL DEFAULT '{}'
     );
     """,
+    # The retention pruner deletes by time.
+    2: "CREATE INDEX audit_by_at ON audit (at);",
 }
 
 
@@ -426,15 +429,38 @@ class PostgresDatabase(Database):
         username: str | None,
         ip: str | None,
         detail: dict,
-    ) -> None:
+        at: _dt.datetime | None = None,
+    ) -> int:
+        row = await self._fetchone(
+            "INSERT INTO audit (at, event, user_id, username, ip, detail) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            # An audit row records what was sent, so NUL is replaced rather than refused.
+            (to_ms(at or utcnow()), event, user_id, _text(username), _text(ip), json.dumps(detail)),
+        )
+        assert row is not None
+        return row[0]
+
+    @unavailable
+    async def set_audit_count(self, row_id: int, count: int) -> None:
         await self._open()
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO audit (at, event, user_id, username, ip, detail) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
-                # An audit row records what was sent, so NUL is replaced rather than refused.
-                (to_ms(utcnow()), event, user_id, _text(username), _text(ip), json.dumps(detail)),
-            )
+        # Edited here rather than with jsonb_set so both backends keep the same JSON text.
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute("SELECT detail FROM audit WHERE id = %s FOR UPDATE", (row_id,))
+            row = await cur.fetchone()
+            if row is not None:
+                detail = {**json.loads(row[0]), "count": count}
+                await conn.execute(
+                    "UPDATE audit SET detail = %s WHERE id = %s", (json.dumps(detail), row_id)
+                )
+
+    @unavailable
+    async def prune_audit(self, before: _dt.datetime, *, limit: int) -> int:
+        rows = await self._fetchall(
+            "DELETE FROM audit WHERE id IN "
+            "(SELECT id FROM audit WHERE at < %s ORDER BY at LIMIT %s) RETURNING id",
+            (to_ms(before), limit),
+        )
+        return len(rows)
 
     @unavailable
     async def list_audit(self, limit: int = 100) -> list[AuditEvent]:

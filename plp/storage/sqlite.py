@@ -14,6 +14,7 @@ corrupted file (`DatabaseCorrupted`, exit status 2).
 
 from __future__ import annotations
 
+import datetime as _dt
 import functools
 import json
 import logging
@@ -92,6 +93,8 @@ MIGRATIONS: dict[int, str] = {
         detail   TEXT NOT NULL DEFAULT '{}'
     );
     """,
+    # The retention pruner deletes by time.
+    2: "CREATE INDEX audit_by_at ON audit (at);",
 }
 
 
@@ -469,12 +472,30 @@ class SQLiteDatabase(Database):
         username: str | None,
         ip: str | None,
         detail: dict,
-    ) -> None:
-        self._conn.execute(
+        at: _dt.datetime | None = None,
+    ) -> int:
+        cur = self._conn.execute(
             "INSERT INTO audit (at, event, user_id, username, ip, detail) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (to_ms(utcnow()), event, user_id, username, ip, json.dumps(detail)),
+            (to_ms(at or utcnow()), event, user_id, username, ip, json.dumps(detail)),
         )
+        return cur.lastrowid
+
+    @guarded("write")
+    async def set_audit_count(self, row_id: int, count: int) -> None:
+        conn = self._conn
+        row = conn.execute("SELECT detail FROM audit WHERE id = ?", (row_id,)).fetchone()
+        if row is not None:
+            detail = {**json.loads(row[0]), "count": count}
+            conn.execute("UPDATE audit SET detail = ? WHERE id = ?", (json.dumps(detail), row_id))
+
+    @guarded("write")
+    async def prune_audit(self, before: _dt.datetime, *, limit: int) -> int:
+        cur = self._conn.execute(
+            "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ? ORDER BY at LIMIT ?)",
+            (to_ms(before), limit),
+        )
+        return cur.rowcount
 
     @guarded("read")
     async def list_audit(self, limit: int = 100) -> list[AuditEvent]:
