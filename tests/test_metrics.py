@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,20 +19,8 @@ from plp.config import Settings
 from plp.context import make_context
 from plp.storage.sqlite import SQLiteDatabase
 from tests.support import LiveServer, free_port
-from tests.test_deploy import Chat, Web, run_async, run_plp
-
-
-def scrape(port: int, host: str = "127.0.0.1") -> dict[str, float]:
-    """Every sample on /metrics as {'name{labels}': value}."""
-    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as response:
-        assert response.headers["Content-Type"].startswith("text/plain")
-        text = response.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
+from tests.support.headers import assert_security_headers
+from tests.support.web import Chat, Web, run_async, run_plp, scrape
 
 
 def listening_addresses(port: int) -> list[str]:
@@ -228,3 +217,19 @@ def test_each_context_has_its_own_registry(tmp_path):
     finally:
         for ctx in contexts:
             ctx.hasher.close()
+
+
+def test_metrics_listener_sends_the_security_headers(live_server):
+    # SPEC §10: every response, and no Server version; the metrics listener is no exception.
+    port = free_port()
+    live_server(args=["--metrics-port", str(port)])
+    for path, status in (("/metrics", 200), ("/nope", 404)):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+                code, headers = resp.status, resp.headers
+        except urllib.error.HTTPError as err:
+            code, headers = err.code, err.headers
+            err.close()
+        assert code == status, path
+        assert_security_headers(SimpleNamespace(headers=headers), path)
+        assert headers["Cache-Control"] == "no-store", path

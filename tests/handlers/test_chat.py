@@ -11,7 +11,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from plp.sessions.base import END_REVOKED
-from tests.conftest import PASSWORD, body
+from tests.support import PASSWORD, body
 
 WAIT = 10.0  # generous: only bounds a hang, never asserts speed
 
@@ -867,7 +867,7 @@ async def test_sigterm_closes_sockets_1001_and_keeps_acknowledged_messages(
 ):
     import signal
 
-    from tests.conftest import Client
+    from tests.support import Client
 
     server = live_server()
     client = Client(http_client, server.url)

@@ -21,7 +21,7 @@ from plp.sessions.base import (
 )
 from plp.sessions.memory import MemorySessionStore
 from plp.throttle import MAX_BLOCK, MemoryThrottle
-from tests import backends
+from tests.support import backends
 
 IDLE = 100.0
 MAX_AGE = 1000.0
