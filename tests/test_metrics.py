@@ -7,7 +7,6 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from plp.config import Settings
 from plp.context import make_context
 from plp.storage.sqlite import SQLiteDatabase
-from tests.support import LiveServer, free_port
+from tests.support import LiveServer, free_port, wait_until_blocking
 from tests.support.headers import assert_security_headers
 from tests.support.web import Chat, Web, run_async, run_plp, scrape
 
@@ -124,10 +123,12 @@ def test_chat_sockets_and_messages_counted(metered):
     assert before["plp_chat_sockets_open"] == 0
     assert during["plp_chat_sockets_open"] == 1
     assert during["plp_chat_messages_stored_total"] == before["plp_chat_messages_stored_total"] + 2
-    deadline = time.monotonic() + 30
-    while scrape(port)["plp_chat_sockets_open"] != 0:  # the server sees the close shortly
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until_blocking(
+        lambda: scrape(port)["plp_chat_sockets_open"] == 0,
+        30,
+        "the server to see the socket close",
+        0.1,
+    )
 
 
 def test_throttles_counted(live_server):
@@ -152,11 +153,12 @@ def test_pruner_runs_are_recorded(live_server):
     )
     assert Web(server).register("shortlived") == 201
     # Session max age is 2 s and the pruner runs every second: wait for it to remove one.
-    deadline = time.monotonic() + 30
-    figures = scrape(port)
-    while figures["plp_sessions_pruned_total"] < 1 and time.monotonic() < deadline:
-        time.sleep(0.2)
+
+    def pruned() -> dict[str, float] | None:
         figures = scrape(port)
+        return figures if figures["plp_sessions_pruned_total"] >= 1 else None
+
+    figures = wait_until_blocking(pruned, 30, "the pruner to remove the session", 0.2)
     assert figures["plp_sessions_pruned_total"] == 1
     assert figures["plp_session_prune_duration_seconds_count"] >= 1
     assert figures["plp_sessions_live"] == 0
