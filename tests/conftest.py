@@ -1,37 +1,28 @@
-"""Shared fixtures: a real plp app served by pytest-tornado, and helpers for real HTTP calls."""
+"""Shared fixtures: a real plp app served by pytest-tornado, clients for it, live servers, a
+browser. Helpers that are not fixtures live in tests/support/."""
 
 from __future__ import annotations
 
-import json
-import re
-import time
-from http.cookies import SimpleCookie
 from typing import Any
 
 import pytest
-from tornado.httpclient import HTTPClientError, HTTPResponse
 
 from plp.app import make_app
 from plp.config import Settings
 from plp.context import make_context
 from plp.storage.sqlite import SQLiteDatabase
+from tests.support import (
+    PASSWORD,
+    TEST_SECRET,
+    Client,
+    Clock,
+    LiveServer,
+    chromium_available,
+    launch_browser,
+    need,
+)
 
-TEST_SECRET = "test-secret-" + "x" * 40
-PASSWORD = "correct horse battery"
-pytest_plugins = ["tests.conftest_audit"]  # log hygiene across the session
-
-
-class Clock:
-    """A controllable clock for expiry tests: starts at real time, moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+pytest_plugins = ["tests.support.hygiene"]  # log hygiene across the whole run
 
 
 @pytest.fixture
@@ -40,13 +31,17 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(
+def settings(tmp_path, request) -> Settings:
+    """SQLite in tmp_path, cheap bcrypt, a fixed secret. A test changes fields by indirect
+    parametrization: `@pytest.mark.parametrize("settings", [{"trust_proxy": True}],
+    indirect=True)`."""
+    base = Settings(
         data_dir=str(tmp_path),
         db=str(tmp_path / "test.sqlite3"),
         bcrypt_rounds=4,
         session_secret=TEST_SECRET,
     )
+    return base.replace(**getattr(request, "param", {}))
 
 
 @pytest.fixture
@@ -67,92 +62,6 @@ def ctx(settings, db, clock):
 @pytest.fixture
 def app(ctx):
     return make_app(ctx)
-
-
-class Client:
-    """A cookie-keeping HTTP client over pytest-tornado's real AsyncHTTPClient."""
-
-    def __init__(self, http_client: Any, base_url: str) -> None:
-        self.http = http_client
-        self.base_url = base_url
-        self.cookies: dict[str, str] = {}
-
-    def cookie_header(self) -> str:
-        return "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-
-    def _remember(self, response: HTTPResponse) -> None:
-        for header in response.headers.get_list("Set-Cookie"):
-            jar = SimpleCookie()
-            jar.load(header)
-            for name, morsel in jar.items():
-                expired = morsel["max-age"] == "0" or (
-                    morsel["expires"] and "1970" in morsel["expires"]
-                )
-                if expired or morsel.value == "":
-                    self.cookies.pop(name, None)
-                else:
-                    self.cookies[name] = morsel.value
-
-    async def fetch(
-        self,
-        path: str,
-        method: str = "GET",
-        *,
-        body: Any = None,
-        json_body: Any = None,
-        headers: dict[str, str] | None = None,
-        xsrf: bool = True,
-        **kwargs: Any,
-    ) -> HTTPResponse:
-        all_headers = dict(headers or {})
-        if json_body is not None:
-            body = json.dumps(json_body)
-            all_headers.setdefault("Content-Type", "application/json")
-        if method in ("POST", "PUT", "PATCH", "DELETE") and xsrf:
-            if "_xsrf" not in self.cookies:
-                await self.fetch("/api/auth/csrf")
-            all_headers.setdefault("X-XSRFToken", self.cookies["_xsrf"])
-        if self.cookies:
-            all_headers.setdefault("Cookie", self.cookie_header())
-        if body is None and method in ("POST", "PUT", "PATCH"):
-            body = ""
-        try:
-            response = await self.http.fetch(
-                self.base_url + path,
-                method=method,
-                body=body,
-                headers=all_headers,
-                follow_redirects=False,
-                raise_error=False,
-                allow_nonstandard_methods=True,
-                **kwargs,
-            )
-        except HTTPClientError as exc:  # pragma: no cover - raise_error=False
-            response = exc.response
-        self._remember(response)
-        return response
-
-    async def register(self, username: str, password: str = PASSWORD, **extra: Any) -> Any:
-        return await self.fetch(
-            "/api/auth/register",
-            "POST",
-            json_body={"username": username, "password": password, **extra},
-        )
-
-    async def login(self, username: str, password: str = PASSWORD) -> HTTPResponse:
-        return await self.fetch(
-            "/api/auth/login", "POST", json_body={"username": username, "password": password}
-        )
-
-    async def form_xsrf(self, path: str) -> str:
-        page = await self.fetch(path)
-        match = re.search(r'name="_xsrf" value="([^"]+)"', page.body.decode())
-        assert match, f"no _xsrf field on {path}"
-        return match.group(1)
-
-
-def body(response: HTTPResponse) -> Any:
-    return json.loads(response.body)
 
 
 @pytest.fixture
@@ -190,8 +99,6 @@ def session_cookie(ctx):
 @pytest.fixture
 def live_server(tmp_path):
     """A real `python run.py` process (development mode) on a free port."""
-    from tests.support import LiveServer
-
     servers: list[LiveServer] = []
 
     def start(**kwargs: Any) -> LiveServer:
@@ -211,8 +118,6 @@ def browser():
     Per test: Playwright's sync API keeps its event loop marked running while it is open,
     which would break every later pytest-tornado test if this lived for the whole session.
     """
-    from tests.support import chromium_available, launch_browser, need
-
     need(chromium_available(), "Chromium not installed at /usr/bin/chromium")
     try:
         from playwright.sync_api import sync_playwright

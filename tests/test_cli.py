@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, LiveServer, free_port, need
+from tests.support import ROOT, LiveServer, free_port, need, wait_until_blocking
 
 RUN = [sys.executable, str(ROOT / "run.py")]
 GOOD_PASSWORD = "a long enough passphrase"
@@ -205,12 +205,12 @@ def test_default_host_and_port(tmp_path):
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
+
+            def serving() -> bool:
                 assert proc.poll() is None, log_path.read_text()
-                if "serving on http://127.0.0.1:8888" in log_path.read_text():
-                    break
-                time.sleep(0.1)
+                return "serving on http://127.0.0.1:8888" in log_path.read_text()
+
+            wait_until_blocking(serving, 20, "the server to say it is serving", 0.1)
             status, text = get("http://127.0.0.1:8888/healthz")
             assert status == 200 and json.loads(text) == {"status": "ok"}
         finally:

@@ -15,7 +15,7 @@ from plp.context import Backends, make_backends, make_context
 from plp.sessions.base import END_REVOKED
 from plp.sessions.memory import MemorySessionStore
 from plp.throttle import MemoryThrottle
-from tests import backends
+from tests.support import backends
 
 WAIT = 10.0
 

@@ -7,31 +7,19 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from plp.config import Settings
 from plp.context import make_context
 from plp.storage.sqlite import SQLiteDatabase
-from tests.support import LiveServer, free_port
-from tests.test_deploy import Chat, Web, run_async, run_plp
-
-
-def scrape(port: int, host: str = "127.0.0.1") -> dict[str, float]:
-    """Every sample on /metrics as {'name{labels}': value}."""
-    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as response:
-        assert response.headers["Content-Type"].startswith("text/plain")
-        text = response.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
+from tests.support import LiveServer, free_port, wait_until_blocking
+from tests.support.headers import assert_security_headers
+from tests.support.web import Chat, Web, run_async, run_plp, scrape
 
 
 def listening_addresses(port: int) -> list[str]:
@@ -135,10 +123,12 @@ def test_chat_sockets_and_messages_counted(metered):
     assert before["plp_chat_sockets_open"] == 0
     assert during["plp_chat_sockets_open"] == 1
     assert during["plp_chat_messages_stored_total"] == before["plp_chat_messages_stored_total"] + 2
-    deadline = time.monotonic() + 30
-    while scrape(port)["plp_chat_sockets_open"] != 0:  # the server sees the close shortly
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until_blocking(
+        lambda: scrape(port)["plp_chat_sockets_open"] == 0,
+        30,
+        "the server to see the socket close",
+        0.1,
+    )
 
 
 def test_throttles_counted(live_server):
@@ -163,11 +153,12 @@ def test_pruner_runs_are_recorded(live_server):
     )
     assert Web(server).register("shortlived") == 201
     # Session max age is 2 s and the pruner runs every second: wait for it to remove one.
-    deadline = time.monotonic() + 30
-    figures = scrape(port)
-    while figures["plp_sessions_pruned_total"] < 1 and time.monotonic() < deadline:
-        time.sleep(0.2)
+
+    def pruned() -> dict[str, float] | None:
         figures = scrape(port)
+        return figures if figures["plp_sessions_pruned_total"] >= 1 else None
+
+    figures = wait_until_blocking(pruned, 30, "the pruner to remove the session", 0.2)
     assert figures["plp_sessions_pruned_total"] == 1
     assert figures["plp_session_prune_duration_seconds_count"] >= 1
     assert figures["plp_sessions_live"] == 0
@@ -228,3 +219,19 @@ def test_each_context_has_its_own_registry(tmp_path):
     finally:
         for ctx in contexts:
             ctx.hasher.close()
+
+
+def test_metrics_listener_sends_the_security_headers(live_server):
+    # SPEC §10: every response, and no Server version; the metrics listener is no exception.
+    port = free_port()
+    live_server(args=["--metrics-port", str(port)])
+    for path, status in (("/metrics", 200), ("/nope", 404)):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+                code, headers = resp.status, resp.headers
+        except urllib.error.HTTPError as err:
+            code, headers = err.code, err.headers
+            err.close()
+        assert code == status, path
+        assert_security_headers(SimpleNamespace(headers=headers), path)
+        assert headers["Cache-Control"] == "no-store", path

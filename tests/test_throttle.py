@@ -11,15 +11,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.conftest import PASSWORD, body
+from tests.support import PASSWORD, body
 
 WRONG = "wrong password 123"
-
-
-@pytest.fixture
-def settings(settings, request):
-    """The default test settings, with per-test overrides via indirect parametrize."""
-    return settings.replace(**getattr(request, "param", {}))
 
 
 class CountingVerify:

@@ -18,8 +18,7 @@ import redis.asyncio as aioredis
 from plp.chat.hub import ChatHub, Subscriber
 from plp.redis.node import RedisNode, RedisPresence, RedisSocketCounter
 from plp.sessions.base import SessionStoreUnavailable
-from tests import backends
-from tests.support import free_port
+from tests.support import backends, free_port
 
 pytestmark = pytest.mark.services
 

@@ -1,10 +1,12 @@
 """Log hygiene for the whole test session (SPEC §3, §11: no password, token, cookie or hash).
 
+A pytest plugin, loaded by tests/conftest.py (`pytest_plugins`), so it sees every test of a run.
+
 A handler on the root logger keeps the text of every log record of the session. For every test
 that builds the app context, an autouse fixture wraps (calls through, changes nothing) the
 password hasher and the cookie signer to note each password, session token, token hash and
 cookie value the test used, and at teardown adds the bcrypt hashes and audit rows of that
-test's database. `test_session_log_hygiene` (in tests/test_secrets.py) is moved to the end of
+test's database. `test_session_log_hygiene` (in tests/test_log.py) is moved to the end of
 the in-process tests (it runs an attack scenario of its own first) and asserts that no noted
 secret appears in any record or audit row.
 

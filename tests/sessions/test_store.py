@@ -6,8 +6,6 @@ also sets real TTLs, which are checked separately.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 import redis as redis_sync
 
@@ -21,7 +19,7 @@ from plp.sessions.base import (
 )
 from plp.sessions.memory import MemorySessionStore
 from plp.throttle import MAX_BLOCK, MemoryThrottle
-from tests import backends
+from tests.support import backends, wait_until
 
 IDLE = 100.0
 MAX_AGE = 1000.0
@@ -373,10 +371,11 @@ async def test_redis_ttl_removes_sessions_server_side(redis_store, redis_env):
     token, session = await _new(store)
     raw = _raw(redis_env)
     try:
-        for _ in range(100):
-            if not raw.exists(redis_env[1] + "s:" + session.key):
-                break
-            await asyncio.sleep(0.05)
+        # Redis's own clock is the subject here: its TTL, not the store, removes the key.
+        await wait_until(
+            lambda: not raw.exists(redis_env[1] + "s:" + session.key),
+            what="Redis to expire the session key",
+        )
         assert not raw.exists(redis_env[1] + "s:" + session.key)
     finally:
         raw.close()
@@ -395,14 +394,16 @@ async def test_redis_stores_share_sessions_and_end_notices(redis_store):
     assert (await b.get(token)).handle == session.handle
     assert await b.end_by_handle(5, session.handle, END_REVOKED) is True
     assert await a.get(token) is None
-    for _ in range(100):
-        if heard_a.calls:
-            break
-        await asyncio.sleep(0.02)
-    # Give a duplicate (own notice coming back) the chance to show up before checking.
-    await asyncio.sleep(0.1)
-    assert heard_a.calls == [(session.key, 5, END_REVOKED)]
-    assert heard_b.calls == [(session.key, 5, END_REVOKED)]
+    # A later notice from a third store is a barrier: Redis delivers a channel's messages in
+    # order, so once both have heard it, a duplicate of the first (b's own notice coming
+    # back) would have arrived before it.
+    c = redis_store()
+    _, marker = await _new(c, 6)
+    await c.end(marker.key, END_LOGOUT)
+    barrier = (marker.key, 6, END_LOGOUT)
+    await wait_until(lambda: barrier in heard_a.calls and barrier in heard_b.calls)
+    assert heard_a.calls == [(session.key, 5, END_REVOKED), barrier]
+    assert heard_b.calls == [(session.key, 5, END_REVOKED), barrier]
 
 
 @pytest.mark.gen_test
@@ -414,10 +415,7 @@ async def test_redis_prune_announces_expiry_to_other_processes(redis_store, cloc
     _, session = await _new(a, 3)
     clock.advance(IDLE + 1)
     assert await a.prune_expired() == 0  # TTL removes; prune only announces and tidies
-    for _ in range(100):
-        if heard_b.calls:
-            break
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: heard_b.calls, what="b to hear of the expiry")
     assert heard_b.calls == [(session.key, 3, END_EXPIRED)]
     assert await a.count() == 0
 
@@ -437,10 +435,7 @@ async def test_redis_ignores_malformed_notices(redis_store, redis_env):
     other = redis_store()
     _, session = await _new(other, 8)
     await other.end(session.key, END_LOGOUT)
-    for _ in range(100):
-        if heard.calls:
-            break
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: heard.calls, what="the well-formed notice")
     assert heard.calls == [(session.key, 8, END_LOGOUT)]
 
 

@@ -9,15 +9,10 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.conftest import PASSWORD, body
+from tests.support import PASSWORD, body
 
 NEW_PASSWORD = "a brand new passphrase"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-@pytest.fixture
-def settings(settings, request):
-    return settings.replace(**getattr(request, "param", {}))
 
 
 async def signed_in(make_client, username: str = "alice", user_agent: str = "Agent A"):

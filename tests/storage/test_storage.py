@@ -16,7 +16,7 @@ from plp.storage.base import (
     UsernameTaken,
 )
 from plp.storage.sqlite import SQLiteDatabase
-from tests import backends
+from tests.support import backends
 
 
 @pytest.fixture

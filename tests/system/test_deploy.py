@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import http.client
 import json
@@ -11,101 +10,21 @@ import signal
 import ssl
 import stat
 import subprocess
-import sys
 import time
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tornado.web import decode_signed_value
 
+from plp.auth.passwords import BCRYPT_THREAD_NICE
+from plp.server import FORCE_AFTER
 from plp.sessions.base import hash_token
 from plp.snapshot import SNAPSHOT_NAME
-from tests.support import LIVE_SECRET, ROOT, LiveServer, free_port
+from tests.support import LIVE_SECRET, ROOT, LiveServer, free_port, need, wait_until_blocking
+from tests.support.web import LIVE_PASSWORD, Chat, Web, run_async, run_plp
 
-PASSWORD = "a long enough passphrase"
 OTHER_SECRET = "another-live-secret-" + "z" * 40
-
-
-class Web:
-    """A small synchronous cookie-keeping client for a live server (http or https)."""
-
-    def __init__(self, server: LiveServer) -> None:
-        self.server = server
-        self.cookies: dict[str, str] = {}
-        self.set_cookie_headers: list[str] = []
-
-    def connection(self) -> http.client.HTTPConnection:
-        if self.server.scheme == "https":
-            return http.client.HTTPSConnection(
-                "127.0.0.1",
-                self.server.port,
-                timeout=30,
-                context=ssl._create_unverified_context(),
-            )
-        return http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
-
-    def request(
-        self,
-        path: str,
-        method: str = "GET",
-        body: Any = None,
-        headers: dict[str, str] | None = None,
-        conn: http.client.HTTPConnection | None = None,
-    ) -> tuple[int, http.client.HTTPMessage, Any]:
-        all_headers = dict(headers or {})
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            all_headers["Content-Type"] = "application/json"
-        if method != "GET":
-            if "_xsrf" not in self.cookies:
-                self.request("/api/auth/csrf")
-            all_headers.setdefault("X-XSRFToken", self.cookies["_xsrf"])
-        if self.cookies:
-            all_headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        own = conn is None
-        conn = conn or self.connection()
-        try:
-            conn.request(method, path, body=data, headers=all_headers)
-            return self.read(conn)
-        finally:
-            if own:
-                conn.close()
-
-    def read(self, conn: http.client.HTTPConnection) -> tuple[int, http.client.HTTPMessage, Any]:
-        response = conn.getresponse()
-        raw = response.read()
-        for header in response.headers.get_all("Set-Cookie") or []:
-            self.set_cookie_headers.append(header)
-            jar = SimpleCookie()
-            jar.load(header)
-            for name, morsel in jar.items():
-                if morsel.value == "" or morsel["max-age"] == "0":
-                    self.cookies.pop(name, None)
-                else:
-                    self.cookies[name] = morsel.value
-        try:
-            parsed = json.loads(raw) if raw else None
-        except ValueError:
-            parsed = raw
-        return response.status, response.headers, parsed
-
-    def register(self, username: str, password: str = PASSWORD, **headers: str) -> int:
-        status, _, _ = self.request(
-            "/api/auth/register", "POST", {"username": username, "password": password}, headers
-        )
-        return status
-
-    def login(self, username: str, password: str = PASSWORD, **headers: str) -> int:
-        status, _, _ = self.request(
-            "/api/auth/login", "POST", {"username": username, "password": password}, headers
-        )
-        return status
-
-    def me(self) -> int:
-        return self.request("/api/users/me")[0]
 
 
 def session_token(web: Web, cookie_name: str = "plp_session", secret: str = LIVE_SECRET) -> str:
@@ -256,7 +175,8 @@ def test_expired_sessions_are_dropped_at_restore(live_server):
     web = Web(server)
     assert web.register("sleepy") == 201
     assert server.stop() == 0
-    time.sleep(1.2)  # let the 1 s idle timeout pass while the server is down
+    # The real clock is the subject: the 1 s idle timeout passes while the server is down.
+    time.sleep(1.2)
     again = restart(server.data_dir, web, env={"PLP_SESSION_IDLE_TIMEOUT": "1"})
     assert "restored 0 of 1 sessions" in again.log_text()
     assert web.me() == 401
@@ -270,7 +190,7 @@ def _slow_register(server: LiveServer, web: Web) -> http.client.HTTPConnection:
     conn = web.connection()
     conn.request("GET", "/api/auth/csrf")
     web.read(conn)  # the connection is now accepted and idle in the server
-    body = json.dumps({"username": "slowpoke", "password": PASSWORD}).encode()
+    body = json.dumps({"username": "slowpoke", "password": LIVE_PASSWORD}).encode()
     conn.request(
         "POST",
         "/api/auth/register",
@@ -281,10 +201,27 @@ def _slow_register(server: LiveServer, web: Web) -> http.client.HTTPConnection:
             "Cookie": f"_xsrf={web.cookies['_xsrf']}",
         },
     )
-    # The bytes are sent; give the server a moment to read them and start hashing (bcrypt at
-    # cost 14 then keeps the request in flight for well over a second).
-    time.sleep(0.3)
+    # The bytes are sent; wait until the server is hashing them (bcrypt at cost 14 then keeps
+    # the request in flight for well over a second).
+    wait_until_blocking(
+        lambda: _hashing(server.proc.pid), what="the server to start hashing", interval=0.01
+    )
     return conn
+
+
+def _hashing(pid: int) -> bool:
+    """True while one of the process's bcrypt threads runs (they alone are niced, by
+    plp.auth.passwords; the pool was started by the warm-up hash before listening)."""
+    for stat_file in Path(f"/proc/{pid}/task").glob("*/stat"):
+        if stat_file.parent.name == str(pid):
+            continue  # the main thread
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # the thread ended meanwhile
+            continue
+        if fields[0] == "R" and int(fields[16]) == BCRYPT_THREAD_NICE:  # state, nice
+            return True
+    return False
 
 
 def test_sigterm_lets_an_in_flight_request_finish(live_server):
@@ -308,7 +245,9 @@ def test_second_signal_exits_at_once(live_server):
     web = Web(server)
     conn = _slow_register(server, web)
     server.proc.send_signal(signal.SIGTERM)
-    time.sleep(1.5)  # past FORCE_AFTER: an operator insisting, not a duplicate delivery
+    # The real clock is the subject: a second signal later than FORCE_AFTER is an operator
+    # insisting, not a duplicate delivery.
+    time.sleep(FORCE_AFTER + 0.5)
     server.proc.send_signal(signal.SIGINT)
     assert server.proc.wait(30) == 128 + signal.SIGINT
     server.stop()
@@ -438,20 +377,6 @@ def test_production_without_trust_proxy_ignores_forwarded_proto(live_server):
     server = live_server(env=PRODUCTION)
     _, headers, _ = Web(server).request("/healthz", headers={"X-Forwarded-Proto": "https"})
     assert "Strict-Transport-Security" not in headers
-
-
-def run_plp(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Any:
-    """Run `python run.py ARGS` to completion (for start-up refusals)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PLP_", "SESSION_"))}
-    full_env.update({"SESSION_SECRET": LIVE_SECRET, **(env or {})})
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=str(ROOT),
-    )
 
 
 @pytest.mark.parametrize("problem", ["missing-cert", "garbage-cert", "wrong-key", "key-is-dir"])
@@ -625,8 +550,6 @@ def nginx_front(live_server, tmp_path):
     """plp in production with trust-proxy, behind nginx configured by deploy/nginx.conf."""
     import shutil
 
-    from tests.support import need
-
     nginx = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin")
     need(nginx is not None, "nginx is not installed (apt-get install nginx-light)")
     server = live_server(args=["--trust-proxy"], env=PRODUCTION)
@@ -638,10 +561,12 @@ def nginx_front(live_server, tmp_path):
         [nginx, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     front = LiveServer(tmp_path / "front", port=https_port, scheme="https")
-    deadline = time.monotonic() + 20
-    while not front._healthy():
-        assert proc.poll() is None and time.monotonic() < deadline, "nginx did not start"
-        time.sleep(0.1)
+
+    def answering() -> bool:
+        assert proc.poll() is None, "nginx exited"
+        return front._healthy()
+
+    wait_until_blocking(answering, what="nginx to answer")
     yield server, front, http_port
     proc.terminate()
     proc.wait(20)
@@ -681,62 +606,6 @@ def test_behind_nginx(nginx_front):
 
 
 # -- chat across a restart -------------------------------------------------------------------
-
-
-def run_async(make_coro: Any) -> Any:
-    """Run a coroutine on a fresh event loop in a worker thread (independent of pytest's)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, make_coro()).result(120)
-
-
-class Chat:
-    """A real WebSocket to /ws/chat with the session cookie of a `Web` client."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self.seen: list[dict[str, Any]] = []
-
-    @classmethod
-    async def open(cls, web: Web, origin: str | None = None) -> Chat:
-        from tornado.httpclient import HTTPRequest
-        from tornado.websocket import websocket_connect
-
-        name = next(n for n in web.cookies if n.endswith("plp_session"))
-        headers = {"Cookie": f"{name}={web.cookies[name]}"}
-        if origin is not None:
-            headers["Origin"] = origin
-        request = HTTPRequest(web.server.ws_url + "/ws/chat", headers=headers, validate_cert=False)
-        chat = cls(await websocket_connect(request))
-        await chat.expect("hello")
-        return chat
-
-    async def send(self, frame: dict[str, Any]) -> None:
-        await self.conn.write_message(json.dumps(frame))
-
-    async def expect(self, kind: str, **fields: Any) -> dict[str, Any]:
-        """The next frame of that type (and those field values), skipping others."""
-        while True:
-            raw = await asyncio.wait_for(self.conn.read_message(), 30)
-            assert raw is not None, f"closed ({self.conn.close_code}) waiting for {kind}"
-            frame = json.loads(raw)
-            self.seen.append(frame)
-            if frame.get("type") == kind and all(frame.get(k) == v for k, v in fields.items()):
-                return frame
-
-    async def close_code(self) -> int | None:
-        """Read until the server closes; its close code."""
-        while await asyncio.wait_for(self.conn.read_message(), 30) is not None:
-            pass
-        self.conn.close()
-        return self.conn.close_code
-
-    async def shut(self) -> None:
-        """Close from our side and wait for the server's close frame."""
-        self.conn.close()
-        while await asyncio.wait_for(self.conn.read_message(), 30) is not None:
-            pass
 
 
 def test_sigterm_during_chat_keeps_sessions_and_acknowledged_messages(live_server):

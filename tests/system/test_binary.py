@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from plp.snapshot import SNAPSHOT_NAME
-from tests.support import LIVE_SECRET, ROOT, LiveServer, need
-from tests.test_deploy import Chat, Web, run_async
+from tests.support import LIVE_SECRET, ROOT, LiveServer, free_port, need
+from tests.support.web import Chat, Web, run_async, scrape
 
 pytestmark = pytest.mark.slow
 
@@ -182,9 +182,6 @@ def test_binary_restarts_gracefully_keeping_sessions(binary_server, installed):
 
 
 def test_binary_metrics_and_check(binary_server, installed):
-    from tests.support import free_port
-    from tests.test_metrics import scrape
-
     port = free_port()
     server = binary_server(PLP_METRICS_PORT=str(port))
     assert Web(server).register("metered") == 201

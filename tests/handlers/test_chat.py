@@ -11,7 +11,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from plp.sessions.base import END_REVOKED
-from tests.conftest import PASSWORD, body
+from tests.support import PASSWORD, body, wait_until
 
 WAIT = 10.0  # generous: only bounds a hang, never asserts speed
 
@@ -111,6 +111,16 @@ def audit_events(ctx) -> list:
     return ctx.db._conn.execute("SELECT event, detail FROM audit ORDER BY id").fetchall()
 
 
+async def rejections(ctx, count: int) -> list[dict]:
+    """The ws_rejected audit details, once `count` are written (audit writes are spawned)."""
+
+    def written() -> list[dict] | None:
+        rows = [json.loads(d) for e, d in audit_events(ctx) if e == "ws_rejected"]
+        return rows if len(rows) >= count else None
+
+    return await wait_until(written, what=f"{count} ws_rejected audit rows")
+
+
 # ------------------------------------------------------------------------- handshake
 
 
@@ -161,8 +171,7 @@ async def test_foreign_origin_403_and_audited(ctx, base_url, connect, make_user,
     # The same origin is accepted, with and without Sec-Fetch-Site.
     conn = await connect({"Cookie": cookie, "Origin": f"http://{host}"})
     assert json.loads(await conn.read_message())["type"] == "hello"
-    await asyncio.sleep(0)  # let the spawned audit writes run
-    rejected = [json.loads(d) for e, d in audit_events(ctx) if e == "ws_rejected"]
+    rejected = await rejections(ctx, 3)
     assert len(rejected) == 3
     assert rejected[0]["reason"] == "origin" and rejected[0]["origin"] == "http://evil.example"
 
@@ -214,13 +223,11 @@ async def test_sixth_socket_429_and_slot_freed(ctx, peer, connect):
     # Closing one frees a slot.
     others[0].close()
     await others[0].closed()
-    for _ in range(100):
-        if ctx.hub.sockets_of_user(first.user.id) == 4:
-            break
-        await asyncio.sleep(0.02)
+    await wait_until(
+        lambda: ctx.hub.sockets_of_user(first.user.id) == 4, what="the hub to drop the socket"
+    )
     await peer("alice", user=first.user, cookie=first.cookie)
-    await asyncio.sleep(0)
-    rejected = [json.loads(d) for e, d in audit_events(ctx) if e == "ws_rejected"]
+    rejected = await rejections(ctx, 1)
     assert rejected and rejected[0]["reason"] == "too_many_sockets_per_user"
 
 
@@ -236,8 +243,7 @@ async def test_sockets_per_address_cap(ctx, peer, connect, make_user, session_co
     carol = await make_user("carol")
     err = await refused(connect, {"Cookie": await session_cookie(carol.id)})
     assert err.code == 429
-    await asyncio.sleep(0)
-    rejected = [json.loads(d) for e, d in audit_events(ctx) if e == "ws_rejected"]
+    rejected = await rejections(ctx, 2)
     assert [r["reason"] for r in rejected] == ["too_many_sockets_per_address"] * 2
 
 
@@ -746,6 +752,9 @@ async def test_shutdown_closes_1001_after_in_flight_sends(ctx, peer):
     await alice.join()
     ctx.hub.begin()  # a send still being committed
     shutdown = asyncio.ensure_future(ctx.hooks.shutdown())
+    await wait_until(lambda: ctx.hub.closing, what="the shutdown to begin")
+    # A window in which a shutdown that did not wait would finish: what must NOT happen has
+    # no event to await.
     await asyncio.sleep(0.05)
     assert not shutdown.done(), shutdown  # waits for the in-flight send
     assert ctx.hub.count() == 2  # sockets still open meanwhile
@@ -867,7 +876,7 @@ async def test_sigterm_closes_sockets_1001_and_keeps_acknowledged_messages(
 ):
     import signal
 
-    from tests.conftest import Client
+    from tests.support import Client
 
     server = live_server()
     client = Client(http_client, server.url)
@@ -885,10 +894,7 @@ async def test_sigterm_closes_sockets_1001_and_keeps_acknowledged_messages(
     server.proc.send_signal(signal.SIGTERM)
     assert await p.closed() == 1001
     conn.close()
-    for _ in range(200):
-        if server.proc.poll() is not None:
-            break
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: server.proc.poll() is not None, what="the server to exit")
     assert server.proc.returncode == 0, server.log_text()
     # The acknowledged message is in the database the server left behind.
     from plp.storage.sqlite import SQLiteDatabase

@@ -9,7 +9,7 @@ from typing import Any
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from tests.conftest import Client
+from tests.support.client import Client
 
 READ_TIMEOUT = 10.0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 
@@ -19,6 +18,7 @@ from plp.sessions.base import (
     hash_token,
 )
 from plp.sessions.memory import MemorySessionStore
+from tests.support import wait_until
 
 IDLE = 100.0
 MAX_AGE = 1000.0
@@ -490,17 +490,11 @@ async def test_periodic_pruner(settings, db, clock):
     assert pruner.callback_time == pytest.approx(20)
     pruner.start()
     try:
-        for _ in range(100):
-            await asyncio.sleep(0.02)
-            if reports:
-                break
+        await wait_until(lambda: reports, what="the pruner's first run")
         assert reports and reports[0] == 0  # nothing expired yet: runs, removes nothing
         assert await store.count() == 4
         clock.advance(IDLE / 2)  # the three stale ones are now idle-expired
-        for _ in range(200):
-            await asyncio.sleep(0.02)
-            if 3 in reports:
-                break
+        await wait_until(lambda: 3 in reports, what="a run that removes the three")
         assert 3 in reports
         assert await store.count() == 1  # gone from the table, not merely refused
         assert await store.get(live_token) is live

@@ -5,12 +5,12 @@ from __future__ import annotations
 import html
 import re
 from html.parser import HTMLParser
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
 
 from plp.auth.service import INVALID_CREDENTIALS
-from tests.conftest import PASSWORD, Client
+from tests.support import PASSWORD, Client
 
 FORM = re.compile(r"<form\b[^>]*>(.*?)</form>", re.I | re.S)
 HOSTILE = "<script>alert('pwned')</script>\"'><img src=x onerror=alert(1)>"
@@ -540,3 +540,27 @@ async def test_error_pages_escape_and_have_no_inline_script(visitor):
     assert response.code == 404
     response = await visitor.fetch("/login?next=" + "%3Cscript%3Ealert(1)%3C/script%3E")
     assert response.code == 200
+
+
+@pytest.mark.gen_test
+async def test_next_with_non_ascii_is_percent_encoded(client, make_user):
+    await make_user("ida")
+    assert (await client.login("ida")).code == 200
+    target = "/chat?room=é ☃"
+    response = await client.fetch("/login?next=" + quote(target, safe=""))
+    assert response.code == 302
+    location = response.headers["Location"]
+    assert location == "/chat?room=%C3%A9%20%E2%98%83"
+    assert location.isascii()
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("target", ["/x\x7fy", "/a\x01b", "/\u00a0/evil.example"])
+async def test_next_with_control_characters_is_never_a_500(client, make_user, target):
+    await make_user("jan")
+    assert (await client.login("jan")).code == 200
+    response = await client.fetch("/login?next=" + quote(target, safe=""))
+    assert response.code == 302
+    location = response.headers["Location"]
+    assert location.startswith("/") and not location.startswith("//")
+    assert location.isascii() and location.isprintable() and " " not in location

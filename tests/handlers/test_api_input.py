@@ -10,7 +10,7 @@ from tornado.web import create_signed_value
 
 import plp.auth.passwords as passwords_module
 from plp.config import Settings
-from tests.conftest import PASSWORD, TEST_SECRET, Client
+from tests.support import PASSWORD, TEST_SECRET, Client
 
 IDLE = 60.0
 MAX_AGE = 300.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import shutil
@@ -13,9 +12,8 @@ import pytest
 import redis as redis_sync
 from tornado.httpclient import HTTPClientError
 
-from tests import backends
-from tests.conftest import PASSWORD, body
-from tests.multiproc import (
+from tests.support import PASSWORD, LiveServer, backends, body, wait_until
+from tests.support.multiproc import (
     client_for,
     general_channel,
     join,
@@ -24,8 +22,6 @@ from tests.multiproc import (
     read_until,
     wait_closed,
 )
-from tests.support import LiveServer
-from tests.test_redis_faults import RedisProcess
 
 RETRY_FOR = 20.0  # how long a test polls for something eventual; bounds a hang only
 
@@ -190,15 +186,15 @@ async def _refused(server: Any, client: Any) -> HTTPClientError:
 
 async def _open_when_allowed(server: Any, client: Any, refusal: int) -> Any:
     """Open a socket, retrying while the handshake answers `refusal` (something eventual)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + RETRY_FOR
-    while True:
+
+    async def opened() -> Any:
         try:
             return await open_socket(server, client)
         except HTTPClientError as err:
             assert err.code == refusal, err
-            assert loop.time() < deadline, f"still {refusal} after {RETRY_FOR} s"
-            await asyncio.sleep(0.1)
+            return None
+
+    return await wait_until(opened, RETRY_FOR, f"the handshake to stop answering {refusal}", 0.1)
 
 
 async def _user_id(client: Any) -> int:
@@ -314,7 +310,7 @@ async def test_crashed_process_does_not_keep_its_slots(cluster, tmp_path):
 async def test_frame_meeting_unreachable_redis_closes_1013_then_reconnects(tmp_path):
     if shutil.which("redis-server") is None:
         backends.missing("redis-server is not installed")
-    redis_server = RedisProcess(tmp_path / "redis").start()
+    redis_server = backends.RedisProcess(tmp_path / "redis").start()
     server = LiveServer(
         tmp_path / "a",
         env={

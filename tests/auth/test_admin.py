@@ -8,7 +8,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from tests.conftest import body
+from tests.support import body
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 

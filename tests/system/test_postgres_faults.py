@@ -15,10 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import backends
-from tests.conftest import body
-from tests.multiproc import client_for
-from tests.support import LiveServer, free_port
+from tests.support import LiveServer, backends, body, free_port, wait_until
+from tests.support.multiproc import client_for
 
 pytestmark = pytest.mark.services
 
@@ -117,11 +115,11 @@ async def test_postgres_restart_gives_503_then_recovers(private_postgres, tmp_pa
         assert response.code == 503, response.body
 
         await asyncio.to_thread(private_postgres.start)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + RECOVERY_WAIT
-        while (await alice.fetch("/api/users/me")).code != 200:
-            assert loop.time() < deadline, "plp did not recover after PostgreSQL came back"
-            await asyncio.sleep(0.2)
+
+        async def recovered() -> bool:
+            return (await alice.fetch("/api/users/me")).code == 200
+
+        await wait_until(recovered, RECOVERY_WAIT, "plp to recover after PostgreSQL came back", 0.2)
         # Writes work again; nothing was lost or half-written during the outage.
         bob = client_for(server)
         assert (await bob.register("bob")).code == 201

@@ -1,4 +1,5 @@
-"""Real Redis and PostgreSQL for tests: URLs from the environment, fresh namespaces per test.
+"""Real Redis and PostgreSQL for tests: URLs from the environment, fresh namespaces per test,
+and a private redis-server a test may stop and start.
 
 `scripts/services.sh start` runs both and prints PLP_TEST_REDIS_URL / PLP_TEST_POSTGRES_URL.
 Without them a test needing the service skips with the reason, except under CI=true, where
@@ -8,10 +9,15 @@ a missing service is a failure: CI must never pass by skipping the shared backen
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+from tests.support.live import free_port
+from tests.support.wait import wait_until_blocking
 
 REDIS_ENV = "PLP_TEST_REDIS_URL"
 POSTGRES_ENV = "PLP_TEST_POSTGRES_URL"
@@ -92,3 +98,81 @@ def drop_postgres_database(url: str, name: str) -> None:
 
     with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class RedisProcess:
+    """A private redis-server that can be stopped and started again with its data."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisProcess:
+        import redis
+
+        # No automatic snapshots; stop() saves explicitly so sessions survive the restart.
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+
+        def answers() -> bool:
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError("private redis-server exited at start")
+            try:
+                return bool(client.ping())
+            except redis.exceptions.ConnectionError:
+                return False
+
+        try:
+            wait_until_blocking(answers, 10, "the private redis-server to answer")
+        finally:
+            client.close()
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        import redis
+
+        client = redis.Redis(port=self.port)
+        try:
+            client.save()  # synchronous snapshot: the restarted server loads it
+        finally:
+            client.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def subscribers(self, channel: str) -> int:
+        import redis
+
+        client = redis.Redis(port=self.port, decode_responses=True)
+        try:
+            return dict(client.pubsub_numsub(channel)).get(channel, 0)
+        finally:
+            client.close()

@@ -7,20 +7,16 @@ Redis's, and SQLite is enough to share users between processes on one host.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import redis as redis_sync
 
-from tests import backends
-from tests.conftest import body
-from tests.multiproc import (
+from tests.support import LIVE_SECRET, ROOT, LiveServer, backends, body, free_port, wait_until
+from tests.support.multiproc import (
     client_for,
     general_channel,
     join,
@@ -28,88 +24,17 @@ from tests.multiproc import (
     read_until,
     wait_closed,
 )
-from tests.support import LIVE_SECRET, ROOT, LiveServer, free_port
 
 pytestmark = pytest.mark.services
 
 RECOVERY_WAIT = 20.0  # generous: only how long we are willing to poll, not an assertion
 
 
-class RedisProcess:
-    """A private redis-server that can be stopped and started again with its data."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        directory.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisProcess:
-        # No automatic snapshots; stop() saves explicitly so sessions survive the restart.
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--dir",
-                str(self.directory),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis_sync.Redis(port=self.port, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 10
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return self
-                except redis_sync.exceptions.ConnectionError:
-                    if time.monotonic() > deadline or self.proc.poll() is not None:
-                        raise RuntimeError("private redis-server did not start") from None
-                    time.sleep(0.05)
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        client = redis_sync.Redis(port=self.port)
-        try:
-            client.save()  # synchronous snapshot: the restarted server loads it
-        finally:
-            client.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def subscribers(self, channel: str) -> int:
-        client = redis_sync.Redis(port=self.port, decode_responses=True)
-        try:
-            return dict(client.pubsub_numsub(channel)).get(channel, 0)
-        finally:
-            client.close()
-
-
 @pytest.fixture
 def private_redis(tmp_path):
     if shutil.which("redis-server") is None:
         backends.missing("redis-server is not installed")
-    server = RedisProcess(tmp_path / "redis").start()
+    server = backends.RedisProcess(tmp_path / "redis").start()
     yield server
     server.stop()
 
@@ -120,14 +45,6 @@ def _env(redis_url: str, db_path: Path) -> dict[str, str]:
         "PLP_SESSION_BACKEND": "redis",
         "PLP_REDIS_URL": redis_url,
     }
-
-
-async def _poll(check, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + RECOVERY_WAIT
-    while not await check():
-        assert loop.time() < deadline, f"gave up waiting: {what}"
-        await asyncio.sleep(0.1)
 
 
 @pytest.mark.gen_test(timeout=90)
@@ -174,7 +91,9 @@ async def test_redis_outage_gives_503_then_recovers(private_redis, tmp_path):
         async def signed_in() -> bool:
             return all([(await c.fetch("/api/users/me")).code == 200 for c in (alice, alice_on_b)])
 
-        await _poll(signed_in, "sessions readable again through both processes")
+        await wait_until(
+            signed_in, RECOVERY_WAIT, "sessions readable again through both processes", 0.1
+        )
 
         async def resubscribed() -> bool:
             return all(
@@ -182,7 +101,7 @@ async def test_redis_outage_gives_503_then_recovers(private_redis, tmp_path):
                 for name in ("session-end", "chat")
             )
 
-        await _poll(resubscribed, "both processes subscribed again")
+        await wait_until(resubscribed, RECOVERY_WAIT, "both processes subscribed again", 0.1)
         # Chat fan-out through Redis works again, on sockets opened before the outage.
         ws_a.write_message(json.dumps({"type": "send", "channel": general, "text": "back"}))
         assert (await read_until(ws_b, "message"))["message"]["text"] == "back"

@@ -4,48 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import body
+from tests.support import body
+from tests.support.headers import ALLOWED, assert_security_headers
 
-ALLOWED = "https://app.example.org"
 FOREIGN = "https://evil.example.net"
-
-
-@pytest.fixture
-def settings(settings, request):
-    return settings.replace(**getattr(request, "param", {}))
-
-
-def csp_directives(response) -> dict[str, list[str]]:
-    policy = response.headers["Content-Security-Policy"]
-    out = {}
-    for part in policy.split(";"):
-        words = part.split()
-        if words:
-            out[words[0]] = words[1:]
-    return out
-
-
-def assert_security_headers(response, where: str = "") -> None:
-    h = response.headers
-    label = where or response.effective_url
-    csp = csp_directives(response)
-    assert csp["default-src"] == ["'self'"], label
-    assert csp["frame-ancestors"] == ["'none'"], label
-    assert csp["object-src"] == ["'none'"], label
-    assert csp["base-uri"] == ["'self'"], label
-    assert csp["form-action"] == ["'self'"], label
-    scripts = csp.get("script-src", csp["default-src"])
-    assert "'unsafe-inline'" not in scripts and "'unsafe-eval'" not in scripts, label
-    assert h["X-Content-Type-Options"] == "nosniff", label
-    assert h["X-Frame-Options"] == "DENY", label
-    assert h["Referrer-Policy"] == "strict-origin-when-cross-origin", label
-    assert h["Cross-Origin-Opener-Policy"] == "same-origin", label
-    permissions = h["Permissions-Policy"]
-    for feature in ("camera=()", "microphone=()", "geolocation=()"):
-        assert feature in permissions, label
-    assert "Server" not in h, (label, h.get("Server"))
-    assert "Strict-Transport-Security" not in h, label  # development, plain HTTP
-    assert h.get("Access-Control-Allow-Origin") in (None, ALLOWED), label
 
 
 def assert_no_cors(response) -> None:
@@ -286,3 +248,18 @@ async def test_no_cors_at_all_by_default(client, make_client, make_user):
         r = await user.fetch(path, headers={"Origin": FOREIGN})
         assert_no_cors(r)
         assert r.headers.get("Access-Control-Allow-Origin") != "*"
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize(
+    "settings", [{"cors_origins": ("https://app.example.org",)}], indirect=True
+)
+async def test_preflight_lists_only_the_route_s_methods(client, settings):
+    response = await client.fetch(
+        "/api/users/me",
+        "OPTIONS",
+        headers={"Origin": "https://app.example.org", "Access-Control-Request-Method": "GET"},
+    )
+    assert response.code == 204
+    assert response.headers["Access-Control-Allow-Methods"] == "GET, HEAD"
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example.org"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import body
+from tests.support import body
 
 
 @pytest.fixture

@@ -1,0 +1,81 @@
+"""Log hygiene (SPEC §3, §11) over every log record and audit row of the test session: the
+scanner of tests/support/hygiene.py, and the session-wide check it feeds."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+import pytest
+
+from tests.support import PASSWORD
+from tests.support.hygiene import HYGIENE, find_leaks, harvest
+
+NAME = "plp_session"
+
+
+@pytest.mark.gen_test
+async def test_scanner_catches_planted_values(ctx, io_loop):
+    planted = "planted-" + secrets.token_hex(16)
+    assert not find_leaks({planted: "planted"}, HYGIENE.records)
+    logging.getLogger("plp.somewhere").warning("oops, leaked %s here", planted)
+    leaks = find_leaks({planted: "planted"}, HYGIENE.records)
+    assert len(leaks) == 1 and "plp.somewhere" in leaks[0]
+    # Through the audit trail: a detail value is kept (and found), a secret-named key dropped.
+    other = "planted-" + secrets.token_hex(16)
+    await ctx.audit.record("logout", username="x", note=other)
+    await ctx.audit.record("logout", username="x", password_hash=planted + "-dropped")
+    rows = [str(e.to_json()) for e in await ctx.db.list_audit(10)]
+    assert find_leaks({other: "planted"}, rows)
+    assert not find_leaks({planted + "-dropped": "planted"}, rows)
+    # Secrets nobody registered are still caught by their shape.
+    assert find_leaks({}, ["cookie 2|1:0|10:1700000000|11:plp_session|4:YWJj|ab"])
+    assert find_leaks({}, ["hash $2b$04$" + "a" * 53])
+    assert not find_leaks({}, ["an ordinary line 2|3 with $2 in it"])
+    # Throw away the planted audit rows so the session-wide check does not see them.
+    HYGIENE.records[:] = [r for r in HYGIENE.records if planted not in r]
+
+
+@pytest.mark.gen_test
+async def test_session_log_hygiene(make_client, make_user, ctx, clock):
+    """Runs after every other in-process test (see tests/support/hygiene.py)."""
+    # An attack scenario of its own, so the check means something even when run alone.
+    await make_user("victim")
+    await make_user("boss", "admin")
+    attacker = make_client()
+    for guess in ("letmein12", "password1!", "victim2024", "qwertyuiop", "iloveyou99", "x" * 300):
+        await attacker.login("victim", guess)
+    await attacker.login("victim", PASSWORD)  # throttled
+    await attacker.fetch("/api/auth/login", "POST", json_body={"username": "victim"}, xsrf=False)
+    clock.advance(3600)
+    user = make_client()
+    assert (await user.login("victim")).code == 200
+    await user.fetch(
+        "/api/users/me/password",
+        "POST",
+        json_body={"currentPassword": "bad guess here", "newPassword": "next secret words"},
+    )
+    await user.fetch(
+        "/api/users/me/password",
+        "POST",
+        json_body={"currentPassword": PASSWORD, "newPassword": "next secret words"},
+    )
+    cookie = user.cookies[NAME]
+    await make_client().fetch("/api/users/me", headers={"Cookie": f"{NAME}={cookie}x"})
+    await make_client().fetch(f"/login?next=/x&password={PASSWORD}")
+    await make_client().register("newkid", password="brand new kid password")
+    await user.fetch("/api/auth/logout", "POST")
+    await make_client().fetch("/api/users/me", headers={"Cookie": f"{NAME}={cookie}"})
+    boss = make_client()
+    await boss.login("boss")
+    await boss.fetch("/api/admin/audit")
+    await harvest(ctx, "test_session_log_hygiene")
+
+    kinds = {kind.split(" (")[0] for kind in HYGIENE.secrets.values()}
+    assert {"password", "session token", "session token hash", "session cookie"} <= kinds
+    assert {"password hash", "bcrypt hash"} <= kinds
+    assert len(HYGIENE.records) > 20 and len(HYGIENE.audit_rows) > 10
+    assert any("plp.audit" in r for r in HYGIENE.records)
+    assert any("plp.access" in r for r in HYGIENE.records)
+    leaks = find_leaks(HYGIENE.secrets, HYGIENE.records + HYGIENE.audit_rows)
+    assert not leaks, "\n".join(leaks[:20])
