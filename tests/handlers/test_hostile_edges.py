@@ -26,7 +26,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 from plp.chat.wire import text_frame
 from plp.handlers.bodylimit import DRAIN_MAX
 from plp.log import JsonFormatter
-from tests.conftest import PASSWORD, body
+from tests.support import PASSWORD, body
 
 WAIT = 10.0  # bounds a hang only; nothing here asserts speed
 KIB = 1024

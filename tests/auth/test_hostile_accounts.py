@@ -26,9 +26,8 @@ from plp.auth.passwords import HASH_PREFIX, hash_cost, hash_password
 from plp.redis.sessions import RedisSessionStore
 from plp.sessions.base import END_LOGOUT, END_REVOKED
 from plp.sessions.memory import MemorySessionStore
-from tests.backends import delete_prefix, redis_url, unique_prefix
-from tests.conftest import PASSWORD, body
-from tests.support import ROOT, need
+from tests.support import PASSWORD, ROOT, body, need
+from tests.support.backends import delete_prefix, redis_url, unique_prefix
 
 SOAK_LOGINS = 100_000
 HTTP_LOGINS = 1_000
@@ -212,11 +211,6 @@ CURRENT = 5  # bcrypt-rounds for these tests; stored hashes are made at 4 or 6
 at_current_cost = pytest.mark.parametrize(
     "settings", [{"bcrypt_rounds": CURRENT}], indirect=True, ids=["rounds5"]
 )
-
-
-@pytest.fixture
-def settings(settings, request):
-    return settings.replace(**getattr(request, "param", {}))
 
 
 @pytest.fixture

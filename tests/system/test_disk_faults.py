@@ -40,10 +40,8 @@ from tornado.websocket import WebSocketClientConnection
 from plp.storage.base import UnstorableValue
 from plp.storage.postgres import PostgresDatabase
 from plp.storage.sqlite import SQLiteDatabase
-from tests import backends
-from tests.conftest import PASSWORD, Client, body
-from tests.multiproc import client_for, general_channel, join, open_socket, read_frame
-from tests.support import LIVE_SECRET, ROOT, LiveServer, free_port
+from tests.support import LIVE_SECRET, PASSWORD, ROOT, Client, LiveServer, backends, body, free_port
+from tests.support.multiproc import client_for, general_channel, join, open_socket, read_frame
 
 DISK_SIZE = "4m"
 PG_DISK_SIZE = "32m"  # a new database copies template1 (about 8 MB) into its tablespace
