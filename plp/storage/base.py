@@ -1,9 +1,10 @@
 """The storage interface: records, domain errors and the `Database` every backend implements.
 
-Handlers and the chat hub only ever see `Database`; the SQL lives in the backends
-(`sqlite.py`, `postgres.py`). Every method is a coroutine so a network database can be truly
-asynchronous; the SQLite backend answers inline because its indexed queries take
-microseconds (see docs/architecture.md, "Database calls and the event loop").
+Handlers and the chat hub only ever see `Database`; the SQL lives in one layer (`sql.py`,
+the schema in `schema.py`) with a dialect per database (`sqlite.py`, `postgres.py`). Every
+method is a coroutine so a network database can be truly asynchronous; the SQLite backend
+answers inline because its indexed queries take microseconds (see docs/architecture.md,
+"Database calls and the event loop").
 """
 
 from __future__ import annotations

@@ -1,16 +1,18 @@
-"""Row mapping shared by the SQL backends: both store timestamps as epoch milliseconds and
-select columns in the same order, so a row becomes the same record on SQLite and PostgreSQL."""
+"""Row mapping of the SQL layer: timestamps are stored as epoch milliseconds and columns
+selected in these orders, so a row becomes the same record on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Channel, Message, User
+from .base import AuditEvent, Channel, Message, User
 
 USER_COLS = "id, username, display_name, role, created_at, disabled"
 CHANNEL_COLS = "id, name, description, kind, created_by, created_at"
+AUDIT_COLS = "at, event, user_id, username, ip, detail"
 MESSAGE_SELECT = (
     "SELECT m.id, m.channel_id, m.author_id, u.username, u.display_name, u.role, m.text, "
     "m.created_at FROM messages m JOIN users u ON u.id = m.author_id"
@@ -62,4 +64,16 @@ def message_from_row(row: Sequence[Any]) -> Message:
         author_role=row[5],
         text=row[6],
         created_at=from_ms(row[7]),
+    )
+
+
+def audit_from_row(row: Sequence[Any]) -> AuditEvent:
+    """An AuditEvent from a row in AUDIT_COLS order (`detail` is stored as JSON text)."""
+    return AuditEvent(
+        at=from_ms(row[0]),
+        event=row[1],
+        user_id=row[2],
+        username=row[3],
+        ip=row[4],
+        detail=json.loads(row[5]),
     )

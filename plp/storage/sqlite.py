@@ -1,9 +1,11 @@
-"""SQLite backend of `Database` (stdlib sqlite3, WAL): the default single-host storage.
+"""SQLite dialect of the SQL layer (stdlib sqlite3, WAL): the default single-host storage.
 
 Queries run inline on the event loop. Each is one indexed statement that takes microseconds
 in WAL mode, which is cheaper than a thread hand-off per call; the one thing that could
 stall is a lock held by another process (`plp create-user` while the server runs), so the
-busy timeout is kept short and the CLI's transactions are single statements.
+busy timeout is kept short and the CLI's transactions are single statements. Running inline
+also means a transaction's statements never yield to the loop, so no other request's
+statement can land inside it on the shared connection.
 
 Faults of the file or the disk (full, I/O error, read-only, corrupted, locked) surface as
 `StorageUnavailable` naming the cause in one line, so a request gets 503 and a chat send
@@ -14,40 +16,20 @@ corrupted file (`DatabaseCorrupted`, exit status 2).
 
 from __future__ import annotations
 
-import datetime as _dt
-import functools
-import json
+import contextlib
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
 
 from .base import (
-    SCHEMA_VERSION,
-    AuditEvent,
     CannotOpen,
-    Channel,
-    ChannelNameTaken,
-    Database,
     DatabaseCorrupted,
-    Message,
-    NotFound,
     StorageUnavailable,
     UnstorableValue,
     User,
-    UsernameTaken,
-    utcnow,
 )
-from .rows import (
-    MESSAGE_SELECT,
-    USER_COLS,
-    channel_from_row,
-    from_ms,
-    message_from_row,
-    to_ms,
-    user_from_row,
-)
+from .sql import Dialect, Params, Row, SQLDatabase, Statements, pending, reads, writes
 
 log = logging.getLogger(__name__)
 
@@ -55,47 +37,18 @@ BUSY_TIMEOUT_MS = 2000
 # Users kept between requests (see SQLiteDatabase.get_user); cleared whole when full.
 USER_CACHE_MAX = 10_000
 
-MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE users (
-        id            INTEGER PRIMARY KEY AUTOINCREMENT,
-        username      TEXT NOT NULL UNIQUE,
-        display_name  TEXT NOT NULL,
-        role          TEXT NOT NULL CHECK (role IN ('student', 'teacher', 'admin')),
-        password_hash TEXT NOT NULL,
-        disabled      INTEGER NOT NULL DEFAULT 0,
-        created_at    INTEGER NOT NULL
-    );
-    CREATE TABLE channels (
-        id          INTEGER PRIMARY KEY AUTOINCREMENT,
-        name        TEXT NOT NULL,
-        name_key    TEXT NOT NULL UNIQUE,
-        description TEXT NOT NULL DEFAULT '',
-        kind        TEXT NOT NULL CHECK (kind IN ('discussion', 'announcement')),
-        created_by  INTEGER REFERENCES users(id),
-        created_at  INTEGER NOT NULL
-    );
-    CREATE TABLE messages (
-        id         INTEGER PRIMARY KEY AUTOINCREMENT,
-        channel_id INTEGER NOT NULL REFERENCES channels(id) ON DELETE CASCADE,
-        author_id  INTEGER NOT NULL REFERENCES users(id),
-        text       TEXT NOT NULL,
-        created_at INTEGER NOT NULL
-    );
-    CREATE INDEX messages_by_channel ON messages (channel_id, id);
-    CREATE TABLE audit (
-        id       INTEGER PRIMARY KEY AUTOINCREMENT,
-        at       INTEGER NOT NULL,
-        event    TEXT NOT NULL,
-        user_id  INTEGER,
-        username TEXT,
-        ip       TEXT,
-        detail   TEXT NOT NULL DEFAULT '{}'
-    );
-    """,
-    # The retention pruner deletes by time.
-    2: "CREATE INDEX audit_by_at ON audit (at);",
-}
+SQLITE = Dialect(
+    "sqlite",
+    types={
+        "id_pk": "INTEGER PRIMARY KEY AUTOINCREMENT",
+        "bigint": "INTEGER",
+        "bool": "INTEGER",
+        "false": "0",
+    },
+)
+# SQLITE_CONSTRAINT_FOREIGNKEY, the extended result code of a missing referenced row.
+_FOREIGN_KEY_CODE = 787
+_UNIQUE_FAILED = "UNIQUE constraint failed: "
 
 
 # Primary result codes (sqlite3.h) that blame the file or the disk, not the request.
@@ -170,41 +123,31 @@ def fault_cause(path: str, exc: sqlite3.Error) -> str | None:
     return None if cause is None else f"{cause} ({name or code})"
 
 
-P = ParamSpec("P")
-R = TypeVar("R")
+class _Inline:
+    """`Statements` on the one sqlite3 connection, run inline (autocommit between them)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        return self._conn.execute(sql, params).fetchone()
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        return self._conn.execute(sql, params).fetchall()
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return self._conn.execute(sql, params).rowcount
+
+    async def insert(self, sql: str, params: Params = ()) -> int:
+        row_id = self._conn.execute(sql, params).lastrowid
+        assert row_id is not None  # an INSERT of one row always sets it
+        return row_id
 
 
-def guarded(
-    action: str,
-) -> Callable[
-    [Callable[Concatenate[SQLiteDatabase, P], Awaitable[R]]],
-    Callable[Concatenate[SQLiteDatabase, P], Awaitable[R]],
-]:
-    """Map faults of the file or disk during a `read` or `write` to `StorageUnavailable`."""
-
-    def decorate(
-        method: Callable[Concatenate[SQLiteDatabase, P], Awaitable[R]],
-    ) -> Callable[Concatenate[SQLiteDatabase, P], Awaitable[R]]:
-        @functools.wraps(method)
-        async def wrapper(self: SQLiteDatabase, *args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                return await method(self, *args, **kwargs)
-            except sqlite3.DatabaseError as exc:
-                cause = fault_cause(self.path, exc)
-                if cause is None:
-                    raise
-                raise StorageUnavailable(f"database {action} failed: {cause}") from exc
-            except (UnicodeEncodeError, OverflowError) as exc:
-                # A lone surrogate or an integer past 64 bits cannot be bound at all.
-                raise UnstorableValue(str(exc)) from exc
-
-        return wrapper
-
-    return decorate
-
-
-class SQLiteDatabase(Database):
+class SQLiteDatabase(SQLDatabase):
     """`Database` on one SQLite file in WAL mode."""
+
+    dialect = SQLITE
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -232,35 +175,26 @@ class SQLiteDatabase(Database):
             else:
                 reason = exc.strerror or str(exc)
             raise CannotOpen(f"cannot open the SQLite database {path!r}: {reason}") from None
+        self._sql = _Inline(self._conn)
         self._users: dict[int, User] = {}
         self._users_stamp: tuple[int, int] = (-1, -1)
 
-    @guarded("write")
+    @writes
     async def migrate(self) -> None:
         conn = self._conn
         self.check_integrity()
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise CannotOpen(
-                f"database schema {version} is newer than this plp ({SCHEMA_VERSION}); upgrade plp"
-            )
-        for target in range(version + 1, SCHEMA_VERSION + 1):
+        for target in pending(conn.execute("PRAGMA user_version").fetchone()[0]):
             # One script per migration, schema change and version bump in one transaction.
             try:
                 conn.executescript(
                     "BEGIN IMMEDIATE;"
-                    + MIGRATIONS[target]
+                    + SQLITE.migrations[target]
                     + f";PRAGMA user_version={target};COMMIT;"
                 )
             except BaseException:
                 _rollback(conn)
                 raise
-        conn.execute(
-            "INSERT OR IGNORE INTO channels (name, name_key, description, kind, created_by, "
-            "created_at) VALUES ('general', 'general', 'Everyone''s channel', 'discussion', "
-            "NULL, ?)",
-            (to_ms(utcnow()),),
-        )
+        await self._ensure_general(self._sql)
 
     def check_integrity(self) -> None:
         """Raise DatabaseCorrupted unless `PRAGMA quick_check` finds the file sound.
@@ -293,24 +227,42 @@ class SQLiteDatabase(Database):
             # next start, so this is worth a line, not a traceback.
             log.warning("closing the database: %s", fault_cause(self.path, exc) or exc)
 
-    @guarded("write")
-    async def create_user(
-        self, username: str, display_name: str, role: str, password_hash: str
-    ) -> User:
-        created = utcnow()
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Statements]:
+        conn = self._conn
+        # IMMEDIATE: the write lock from the start, so a read in the transaction stays true.
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            cur = self._conn.execute(
-                "INSERT INTO users (username, display_name, role, password_hash, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (username, display_name, role, password_hash, to_ms(created)),
-            )
-        except sqlite3.IntegrityError as exc:
-            if "users.username" in str(exc):
-                raise UsernameTaken(username) from None
+            yield self._sql
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
             raise
-        return User(cur.lastrowid, username, display_name, role, created, False)
 
-    @guarded("read")
+    def _fault(self, exc: Exception, action: str) -> Exception | None:
+        if isinstance(exc, sqlite3.DatabaseError):
+            cause = fault_cause(self.path, exc)
+            return (
+                None if cause is None else StorageUnavailable(f"database {action} failed: {cause}")
+            )
+        if isinstance(exc, UnicodeEncodeError | OverflowError):
+            # A lone surrogate or an integer past 64 bits cannot be bound at all.
+            return UnstorableValue(str(exc))
+        return None
+
+    def _unique_key(self, exc: Exception) -> str | None:
+        message = str(exc)
+        if isinstance(exc, sqlite3.IntegrityError) and message.startswith(_UNIQUE_FAILED):
+            return message.removeprefix(_UNIQUE_FAILED)
+        return None
+
+    def _missing_reference(self, exc: Exception) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and (
+            getattr(exc, "sqlite_errorcode", None) == _FOREIGN_KEY_CODE
+            or str(exc) == "FOREIGN KEY constraint failed"
+        )
+
+    @reads
     async def get_user(self, user_id: int) -> User | None:
         """The user record, read on every signed-in request.
 
@@ -329,181 +281,13 @@ class SQLiteDatabase(Database):
         user = users.get(user_id)
         if user is not None:
             return user
-        row = conn.execute(f"SELECT {USER_COLS} FROM users WHERE id = ?", (user_id,)).fetchone()
-        if row is None:
+        user = await self._read_user(user_id)
+        if user is None:
             return None
         if len(users) >= USER_CACHE_MAX:
             users.clear()
-        user = users[user_id] = user_from_row(row)
+        users[user_id] = user
         return user
-
-    @guarded("read")
-    async def get_credentials(self, username: str) -> tuple[User, str] | None:
-        row = self._conn.execute(
-            f"SELECT {USER_COLS}, password_hash FROM users WHERE username = ?", (username,)
-        ).fetchone()
-        return (user_from_row(row), row[6]) if row else None
-
-    @guarded("read")
-    async def list_users(self) -> list[User]:
-        return [
-            user_from_row(r)
-            for r in self._conn.execute(f"SELECT {USER_COLS} FROM users ORDER BY id")
-        ]
-
-    @guarded("write")
-    async def update_user(
-        self, user_id: int, *, role: str | None = None, disabled: bool | None = None
-    ) -> User:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if role is not None:
-                conn.execute("UPDATE users SET role = ? WHERE id = ?", (role, user_id))
-            if disabled is not None:
-                conn.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id))
-            row = conn.execute(f"SELECT {USER_COLS} FROM users WHERE id = ?", (user_id,)).fetchone()
-            if row is None:
-                raise NotFound(user_id)
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
-        return user_from_row(row)
-
-    @guarded("write")
-    async def delete_user(self, user_id: int) -> bool:
-        cur = self._conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
-        return cur.rowcount > 0
-
-    @guarded("write")
-    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
-        cur = self._conn.execute(
-            "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
-        )
-        if cur.rowcount == 0:
-            raise NotFound(user_id)
-
-    @guarded("read")
-    async def count_users(self) -> int:
-        return self._conn.execute("SELECT count(*) FROM users").fetchone()[0]
-
-    @guarded("write")
-    async def create_channel(
-        self, name: str, description: str, kind: str, created_by: int | None
-    ) -> Channel:
-        created = utcnow()
-        try:
-            cur = self._conn.execute(
-                "INSERT INTO channels (name, name_key, description, kind, created_by, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (name, name.lower(), description, kind, created_by, to_ms(created)),
-            )
-        except sqlite3.IntegrityError as exc:
-            if "channels.name_key" in str(exc):
-                raise ChannelNameTaken(name) from None
-            raise
-        return Channel(cur.lastrowid, name, description, kind, created_by, created)
-
-    @guarded("read")
-    async def get_channel(self, channel_id: int) -> Channel | None:
-        row = self._conn.execute(
-            "SELECT id, name, description, kind, created_by, created_at FROM channels WHERE id = ?",
-            (channel_id,),
-        ).fetchone()
-        return channel_from_row(row) if row else None
-
-    @guarded("read")
-    async def list_channels(self) -> list[Channel]:
-        rows = self._conn.execute(
-            "SELECT id, name, description, kind, created_by, created_at FROM channels ORDER BY id"
-        )
-        return [channel_from_row(r) for r in rows]
-
-    @guarded("write")
-    async def delete_channel(self, channel_id: int) -> bool:
-        cur = self._conn.execute("DELETE FROM channels WHERE id = ?", (channel_id,))
-        return cur.rowcount > 0
-
-    @guarded("write")
-    async def add_message(self, channel_id: int, author: User, text: str) -> Message:
-        created = utcnow()
-        try:
-            cur = self._conn.execute(
-                "INSERT INTO messages (channel_id, author_id, text, created_at) "
-                "VALUES (?, ?, ?, ?)",
-                (channel_id, author.id, text, to_ms(created)),
-            )
-        except sqlite3.IntegrityError:
-            raise NotFound(channel_id) from None
-        return Message(
-            cur.lastrowid,
-            channel_id,
-            author.id,
-            author.username,
-            author.display_name,
-            author.role,
-            text,
-            created,
-        )
-
-    @guarded("read")
-    async def list_messages(
-        self, channel_id: int, *, before: int | None = None, limit: int = 50
-    ) -> list[Message]:
-        if before is None:
-            rows = self._conn.execute(
-                MESSAGE_SELECT + " WHERE m.channel_id = ? ORDER BY m.id DESC LIMIT ?",
-                (channel_id, limit),
-            ).fetchall()
-        else:
-            rows = self._conn.execute(
-                MESSAGE_SELECT + " WHERE m.channel_id = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?",
-                (channel_id, before, limit),
-            ).fetchall()
-        return [message_from_row(r) for r in reversed(rows)]
-
-    @guarded("write")
-    async def add_audit(
-        self,
-        event: str,
-        *,
-        user_id: int | None,
-        username: str | None,
-        ip: str | None,
-        detail: dict,
-        at: _dt.datetime | None = None,
-    ) -> int:
-        cur = self._conn.execute(
-            "INSERT INTO audit (at, event, user_id, username, ip, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (to_ms(at or utcnow()), event, user_id, username, ip, json.dumps(detail)),
-        )
-        return cur.lastrowid
-
-    @guarded("write")
-    async def set_audit_count(self, row_id: int, count: int) -> None:
-        conn = self._conn
-        row = conn.execute("SELECT detail FROM audit WHERE id = ?", (row_id,)).fetchone()
-        if row is not None:
-            detail = {**json.loads(row[0]), "count": count}
-            conn.execute("UPDATE audit SET detail = ? WHERE id = ?", (json.dumps(detail), row_id))
-
-    @guarded("write")
-    async def prune_audit(self, before: _dt.datetime, *, limit: int) -> int:
-        cur = self._conn.execute(
-            "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ? ORDER BY at LIMIT ?)",
-            (to_ms(before), limit),
-        )
-        return cur.rowcount
-
-    @guarded("read")
-    async def list_audit(self, limit: int = 100) -> list[AuditEvent]:
-        rows = self._conn.execute(
-            "SELECT at, event, user_id, username, ip, detail FROM audit ORDER BY id DESC LIMIT ?",
-            (limit,),
-        )
-        return [AuditEvent(from_ms(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

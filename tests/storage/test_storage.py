@@ -9,6 +9,7 @@ import pytest
 
 from plp.storage import open_database
 from plp.storage.base import (
+    CannotOpen,
     ChannelNameTaken,
     NotFound,
     StorageUnavailable,
@@ -271,11 +272,11 @@ async def test_prune_audit_drops_only_older_rows_in_batches(database):
 async def test_sqlite_schema_1_upgrades_keeping_audit_rows(tmp_path):
     import sqlite3
 
-    from plp.storage.sqlite import MIGRATIONS
+    from plp.storage.sqlite import SQLITE
 
     path = str(tmp_path / "v1.sqlite3")
     conn = sqlite3.connect(path)
-    conn.executescript(MIGRATIONS[1] + ";PRAGMA user_version=1;")
+    conn.executescript(SQLITE.migrations[1] + ";PRAGMA user_version=1;")
     conn.execute("INSERT INTO audit (at, event, detail) VALUES (1000, 'logout', '{}')")
     conn.commit()
     conn.close()
@@ -312,7 +313,7 @@ async def test_postgres_refuses_a_newer_schema(pg_database):
     await make().migrate()
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute("INSERT INTO plp_schema_version (version) VALUES (99)")
-    with pytest.raises(RuntimeError, match="newer than this plp"):
+    with pytest.raises(CannotOpen, match="newer than this plp"):
         await make().migrate()
 
 

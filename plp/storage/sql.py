@@ -1,0 +1,383 @@
+"""The SQL layer: every `Database` method written once, for SQLite and PostgreSQL alike.
+
+`SQLDatabase` holds the statements and the rules that turn database errors into domain
+errors. A subclass per database (sqlite.py, postgres.py) brings the connection: how one
+statement runs (`Statements`), a transaction, the migrations' bookkeeping, and which of its
+driver's errors mean a fault of the storage (`_fault`), a collision on a unique column
+(`_unique_key`) or a reference to a missing row (`_missing_reference`). What differs in the
+SQL text itself is the small `Dialect` each one declares.
+
+Statements are written with `?` placeholders; a dialect in another parameter style converts
+them (`Dialect.sql`). Inserts are written without `RETURNING`: `Statements.insert` gives the
+new row's id the database's own way.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as _dt
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Concatenate, ParamSpec, Protocol, TypeVar
+
+from .base import (
+    SCHEMA_VERSION,
+    AuditEvent,
+    CannotOpen,
+    Channel,
+    ChannelNameTaken,
+    Database,
+    Message,
+    NotFound,
+    User,
+    UsernameTaken,
+    utcnow,
+)
+from .rows import (
+    AUDIT_COLS,
+    CHANNEL_COLS,
+    MESSAGE_SELECT,
+    USER_COLS,
+    audit_from_row,
+    channel_from_row,
+    message_from_row,
+    to_ms,
+    user_from_row,
+)
+from .schema import CHANNEL_NAME_KEY, USERNAME_KEY, render
+
+log = logging.getLogger(__name__)
+
+Row = Sequence[Any]
+Params = Sequence[Any]
+
+# Run by every start, after the migrations: the channel everyone has.
+ENSURE_GENERAL = (
+    "INSERT INTO channels (name, name_key, description, kind, created_by, created_at) "
+    "VALUES ('general', 'general', 'Everyone''s channel', 'discussion', NULL, ?) "
+    "ON CONFLICT (name_key) DO NOTHING"
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Dialect:
+    """What differs in the SQL text between two databases."""
+
+    name: str
+    # The schema's type placeholders (see schema.py).
+    types: Mapping[str, str]
+    # DB-API paramstyle: "qmark" (`?`, as written here) or "format" (`%s`).
+    paramstyle: str = "qmark"
+    # Appended to a SELECT whose row the transaction then changes; "" where a transaction
+    # holds the whole database's write lock from its start.
+    lock_rows: str = ""
+    # False where text columns cannot hold NUL (PostgreSQL).
+    text_holds_nul: bool = True
+    _converted: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @functools.cached_property
+    def migrations(self) -> dict[int, str]:
+        """The schema scripts rendered for this dialect, by the version each one reaches."""
+        return render(self.types)
+
+    def sql(self, text: str) -> str:
+        """`text`, written with `?` placeholders, in this dialect's paramstyle.
+
+        The statements here hold no `?` or `%` inside literals, so a plain replace is exact.
+        """
+        if self.paramstyle == "qmark":
+            return text
+        converted = self._converted.get(text)
+        if converted is None:
+            converted = self._converted[text] = text.replace("?", "%s")
+        return converted
+
+    def audit_text(self, value: str | None) -> str | None:
+        """Client-given text for an audit column: an audit row records what was sent, so a
+        NUL the database cannot hold is replaced rather than refused."""
+        if value and not self.text_holds_nul:
+            return value.replace("\x00", "\ufffd")
+        return value
+
+
+class Statements(Protocol):
+    """Statements on a connection: each its own transaction, or all in the caller's."""
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None: ...
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run a statement; how many rows it changed."""
+        ...
+
+    async def insert(self, sql: str, params: Params = ()) -> int:
+        """Run an INSERT of one row; the new row's id."""
+        ...
+
+
+def pending(version: int) -> range:
+    """The schema versions to apply to a database at `version`; CannotOpen if it is newer."""
+    if version > SCHEMA_VERSION:
+        raise CannotOpen(
+            f"database schema {version} is newer than this plp ({SCHEMA_VERSION}); upgrade plp"
+        )
+    return range(version + 1, SCHEMA_VERSION + 1)
+
+
+D = TypeVar("D", bound="SQLDatabase")
+P = ParamSpec("P")
+R = TypeVar("R")
+Method = Callable[Concatenate[D, P], Awaitable[R]]
+
+
+def _mapped(action: str) -> Callable[[Method[D, P, R]], Method[D, P, R]]:
+    """Let the database turn its driver's errors during a `read` or `write` into ours."""
+
+    def decorate(method: Method[D, P, R]) -> Method[D, P, R]:
+        @functools.wraps(method)
+        async def wrapper(self: D, *args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return await method(self, *args, **kwargs)
+            except Exception as exc:
+                mapped = self._fault(exc, action)
+                if mapped is None:
+                    raise
+                raise mapped from exc
+
+        return wrapper
+
+    return decorate
+
+
+reads = _mapped("read")
+writes = _mapped("write")
+
+
+class SQLDatabase(Database):
+    """`Database` on a SQL database; subclasses supply the connection and error rules."""
+
+    dialect: ClassVar[Dialect]
+    # Statements that each commit on their own.
+    _sql: Statements
+
+    @abc.abstractmethod
+    def _transaction(self) -> AbstractAsyncContextManager[Statements]:
+        """Statements in one transaction: committed when the block ends, else rolled back."""
+
+    @abc.abstractmethod
+    def _fault(self, exc: Exception, action: str) -> Exception | None:
+        """The error to raise instead of `exc`, met during a `read` or `write`; None to let
+        it through. Faults of the storage become StorageUnavailable, values the database
+        cannot hold UnstorableValue."""
+
+    @abc.abstractmethod
+    def _unique_key(self, exc: Exception) -> str | None:
+        """The unique column ("table.column", schema.UNIQUE_KEYS) `exc` says a write hit."""
+
+    @abc.abstractmethod
+    def _missing_reference(self, exc: Exception) -> bool:
+        """Whether `exc` says a written row refers to a row that does not exist."""
+
+    async def _ensure_general(self, sql: Statements) -> None:
+        await sql.execute(ENSURE_GENERAL, (to_ms(utcnow()),))
+
+    # users
+
+    @writes
+    async def create_user(
+        self, username: str, display_name: str, role: str, password_hash: str
+    ) -> User:
+        created = utcnow()
+        try:
+            user_id = await self._sql.insert(
+                "INSERT INTO users (username, display_name, role, password_hash, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (username, display_name, role, password_hash, to_ms(created)),
+            )
+        except Exception as exc:
+            if self._unique_key(exc) == USERNAME_KEY:
+                raise UsernameTaken(username) from None
+            raise
+        return User(user_id, username, display_name, role, created, False)
+
+    @reads
+    async def get_user(self, user_id: int) -> User | None:
+        return await self._read_user(user_id)
+
+    async def _read_user(self, user_id: int) -> User | None:
+        row = await self._sql.fetchone(f"SELECT {USER_COLS} FROM users WHERE id = ?", (user_id,))
+        return user_from_row(row) if row else None
+
+    @reads
+    async def get_credentials(self, username: str) -> tuple[User, str] | None:
+        row = await self._sql.fetchone(
+            f"SELECT {USER_COLS}, password_hash FROM users WHERE username = ?", (username,)
+        )
+        return (user_from_row(row), row[6]) if row else None
+
+    @reads
+    async def list_users(self) -> list[User]:
+        rows = await self._sql.fetchall(f"SELECT {USER_COLS} FROM users ORDER BY id")
+        return [user_from_row(r) for r in rows]
+
+    @writes
+    async def update_user(
+        self, user_id: int, *, role: str | None = None, disabled: bool | None = None
+    ) -> User:
+        async with self._transaction() as sql:
+            await sql.execute(
+                "UPDATE users SET role = COALESCE(?, role), disabled = COALESCE(?, disabled) "
+                "WHERE id = ?",
+                (role, disabled, user_id),
+            )
+            row = await sql.fetchone(f"SELECT {USER_COLS} FROM users WHERE id = ?", (user_id,))
+            if row is None:
+                raise NotFound(user_id)
+        return user_from_row(row)
+
+    @writes
+    async def delete_user(self, user_id: int) -> bool:
+        return await self._sql.execute("DELETE FROM users WHERE id = ?", (user_id,)) > 0
+
+    @writes
+    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        changed = await self._sql.execute(
+            "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
+        )
+        if changed == 0:
+            raise NotFound(user_id)
+
+    @reads
+    async def count_users(self) -> int:
+        row = await self._sql.fetchone("SELECT count(*) FROM users")
+        return int(row[0]) if row else 0
+
+    # channels
+
+    @writes
+    async def create_channel(
+        self, name: str, description: str, kind: str, created_by: int | None
+    ) -> Channel:
+        created = utcnow()
+        try:
+            channel_id = await self._sql.insert(
+                "INSERT INTO channels (name, name_key, description, kind, created_by, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (name, name.lower(), description, kind, created_by, to_ms(created)),
+            )
+        except Exception as exc:
+            if self._unique_key(exc) == CHANNEL_NAME_KEY:
+                raise ChannelNameTaken(name) from None
+            raise
+        return Channel(channel_id, name, description, kind, created_by, created)
+
+    @reads
+    async def get_channel(self, channel_id: int) -> Channel | None:
+        row = await self._sql.fetchone(
+            f"SELECT {CHANNEL_COLS} FROM channels WHERE id = ?", (channel_id,)
+        )
+        return channel_from_row(row) if row else None
+
+    @reads
+    async def list_channels(self) -> list[Channel]:
+        rows = await self._sql.fetchall(f"SELECT {CHANNEL_COLS} FROM channels ORDER BY id")
+        return [channel_from_row(r) for r in rows]
+
+    @writes
+    async def delete_channel(self, channel_id: int) -> bool:
+        return await self._sql.execute("DELETE FROM channels WHERE id = ?", (channel_id,)) > 0
+
+    # messages
+
+    @writes
+    async def add_message(self, channel_id: int, author: User, text: str) -> Message:
+        created = utcnow()
+        try:
+            message_id = await self._sql.insert(
+                "INSERT INTO messages (channel_id, author_id, text, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (channel_id, author.id, text, to_ms(created)),
+            )
+        except Exception as exc:
+            if self._missing_reference(exc):
+                raise NotFound(channel_id) from None
+            raise
+        return Message(
+            message_id,
+            channel_id,
+            author.id,
+            author.username,
+            author.display_name,
+            author.role,
+            text,
+            created,
+        )
+
+    @reads
+    async def list_messages(
+        self, channel_id: int, *, before: int | None = None, limit: int = 50
+    ) -> list[Message]:
+        if before is None:
+            rows = await self._sql.fetchall(
+                MESSAGE_SELECT + " WHERE m.channel_id = ? ORDER BY m.id DESC LIMIT ?",
+                (channel_id, limit),
+            )
+        else:
+            rows = await self._sql.fetchall(
+                MESSAGE_SELECT + " WHERE m.channel_id = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?",
+                (channel_id, before, limit),
+            )
+        return [message_from_row(r) for r in reversed(rows)]
+
+    # audit
+
+    @writes
+    async def add_audit(
+        self,
+        event: str,
+        *,
+        user_id: int | None,
+        username: str | None,
+        ip: str | None,
+        detail: dict,
+        at: _dt.datetime | None = None,
+    ) -> int:
+        text = self.dialect.audit_text
+        return await self._sql.insert(
+            "INSERT INTO audit (at, event, user_id, username, ip, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (to_ms(at or utcnow()), event, user_id, text(username), text(ip), json.dumps(detail)),
+        )
+
+    @writes
+    async def set_audit_count(self, row_id: int, count: int) -> None:
+        # Edited here rather than with the database's JSON functions so every dialect keeps
+        # the same JSON text.
+        async with self._transaction() as sql:
+            row = await sql.fetchone(
+                "SELECT detail FROM audit WHERE id = ?" + self.dialect.lock_rows, (row_id,)
+            )
+            if row is not None:
+                detail = {**json.loads(row[0]), "count": count}
+                await sql.execute(
+                    "UPDATE audit SET detail = ? WHERE id = ?", (json.dumps(detail), row_id)
+                )
+
+    @writes
+    async def prune_audit(self, before: _dt.datetime, *, limit: int) -> int:
+        return await self._sql.execute(
+            "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ? ORDER BY at LIMIT ?)",
+            (to_ms(before), limit),
+        )
+
+    @reads
+    async def list_audit(self, limit: int = 100) -> list[AuditEvent]:
+        rows = await self._sql.fetchall(
+            f"SELECT {AUDIT_COLS} FROM audit ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [audit_from_row(r) for r in rows]
