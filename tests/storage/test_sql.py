@@ -26,7 +26,7 @@ from plp.storage.base import (
 )
 from plp.storage.postgres import POSTGRES
 from plp.storage.sqlite import SQLITE, SQLiteDatabase
-from tests import backends
+from tests.support import backends
 
 OLD_SQLITE_SCRIPTS = (
     """
