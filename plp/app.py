@@ -96,7 +96,7 @@ def make_context(
         store=store,
         throttle=throttle or make_throttle(settings, clock=clock),
         hasher=PasswordHasher(settings.bcrypt_rounds),
-        audit=Auditor(db),
+        audit=Auditor(db, clock=clock),
         signer=CookieSigner(
             settings.cookie_name,
             settings.session_secret,
