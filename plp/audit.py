@@ -7,11 +7,13 @@ secrets are dropped here as a second line of defence.
 Nothing a hostile client sends can make the trail grow without bound (SPEC §9):
 
 - Refused requests (`COALESCED`) are counted, not stored one by one: one row per event kind,
-  client address and minute, opened (and logged) at the first refusal, whose `detail.count`
-  is brought up to date every FLUSH_SECONDS. When a minute is over its row is closed with one
-  more `plp.audit` line carrying the final count and `"summary": true`. The rows being counted
-  are capped (OPEN_MAX); past that, refusals from further addresses share one row per kind
-  and minute with `detail.overflow` (and no address).
+  client address and UTC minute, written (and logged) at the first refusal, whose
+  `detail.count` is brought up to date every FLUSH_SECONDS. The row is found by a unique
+  `tally_key` and counts are added in one statement, so processes sharing the database add
+  to the same row. When a minute is over the row is closed with one more `plp.audit` line
+  carrying this process's final count and `"summary": true`. The rows being counted are
+  capped (OPEN_MAX); past that, refusals from further addresses share one row per kind and
+  minute with `detail.overflow` (and no address).
 - Every client-given string is cut to TEXT_MAX characters, with NUL and lone surrogates
   (which PostgreSQL and UTF-8 refuse) replaced.
 - Writes go through one queue and one writer task, so a slow database cannot make them pile
@@ -101,9 +103,12 @@ class _Tally:
     minute: int
     detail: dict[str, object]
     count: int = 1
-    stored: int = 1  # the count the row holds, or will once the queued update runs
-    row_id: int | None = None
-    failed: bool = False  # the row could not be written; keep counting, write nothing more
+    stored: int = 0  # how many of `count` have been handed to the writer
+
+    @property
+    def key(self) -> str:
+        """The row's `tally_key`: the same in every process sharing the database."""
+        return f"{self.event}|{self.minute}|{self.ip if self.ip is not None else _OVERFLOW}"
 
 
 @dataclass(slots=True)
@@ -207,35 +212,40 @@ class Auditor:
         tally = self._open[key] = _Tally(event, user_id, username, ip, minute, detail)
         self._log_line(event, user_id, username, ip, {**detail, "count": 1})
         self._schedule_flush()
-        done = self._enqueue(event, partial(self._open_row, tally))
+        return self._store(tally)
+
+    def _store(self, tally: _Tally) -> asyncio.Future[None] | None:
+        """Queue the refusals not yet handed to the writer; the write's future."""
+        delta = tally.count - tally.stored
+        tally.stored = tally.count
+        done = self._enqueue(tally.event, partial(self._add_tally, tally, delta))
         if done is None:
-            tally.failed = True
+            tally.stored -= delta  # dropped: the next flush offers them again
         return done
 
-    async def _open_row(self, tally: _Tally) -> None:
+    async def _add_tally(self, tally: _Tally, delta: int) -> None:
         try:
-            tally.row_id = await self.db.add_audit(
+            await self.db.add_audit_tally(
                 tally.event,
                 user_id=tally.user_id,
                 username=tally.username,
                 ip=tally.ip,
-                detail={**tally.detail, "count": 1},
+                detail=tally.detail,
+                key=tally.key,
+                count=delta,
             )
         except BaseException:
-            tally.failed = True
+            tally.stored -= delta  # offered again at the next flush if the row is still open
             raise
 
     def _flush(self, *, final: bool = False) -> None:
-        """Queue the count of every row that moved; close the rows of minutes that are over."""
+        """Hand every new refusal to the writer; close the rows of minutes that are over."""
         minute = int(self.clock() // 60)
         for key, tally in list(self._open.items()):
-            if tally.row_id is not None and tally.count > tally.stored:
-                tally.stored = tally.count
-                self._enqueue(
-                    tally.event, partial(self.db.set_audit_count, tally.row_id, tally.count)
-                )
-            over = final or tally.minute < minute
-            if over and (tally.row_id is not None or tally.failed):
+            if tally.count > tally.stored:
+                self._store(tally)
+            if final or tally.minute < minute:
+                # The queued writes carry everything they need; the tally is not needed.
                 del self._open[key]
                 if tally.count > 1:
                     detail = {**tally.detail, "count": tally.count}

@@ -25,6 +25,7 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
+from plp.audit import Auditor
 from plp.server import make_audit_pruner
 from plp.storage.sqlite import SQLiteDatabase
 from tests import backends
@@ -225,6 +226,31 @@ async def test_a_new_minute_opens_a_new_row(ctx, make_client, clock):
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_processes_sharing_a_database_count_into_one_row(ctx, settings, clock):
+    # A second plp process (scale-out) is a second Auditor on its own connection.
+    if hasattr(ctx.db, "test_url"):
+        from plp.storage.postgres import PostgresDatabase
+
+        other_db = PostgresDatabase(ctx.db.test_url, min_size=1, max_size=2)
+    else:
+        other_db = SQLiteDatabase(settings.db_url)
+    other = Auditor(other_db, clock=clock)
+    try:
+        for _ in range(3):
+            await ctx.audit.record("ws_rejected", ip="192.0.2.7", reason="origin")
+            await other.record("ws_rejected", ip="192.0.2.7", reason="too_many_sockets_per_user")
+        await other.record("ws_rejected", ip="192.0.2.8", reason="origin")
+        rows = await wait_for_count(ctx, "ws_rejected", 7)
+        assert sorted((r["ip"], r["detail"]["count"]) for r in rows) == [
+            ("192.0.2.7", 6),
+            ("192.0.2.8", 1),
+        ]
+    finally:
+        await other.close()
+        await other_db.close()
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_admin_sees_the_count(ctx, make_client, make_user):
     client = make_client()
     for _ in range(3):
@@ -408,12 +434,23 @@ def test_server_prunes_old_rows_at_start(live_server, tmp_path, io_loop):
 
 
 def read_rows(path: Path) -> list[dict]:
+    """The audit rows of a server's SQLite file as the API shows them, oldest first."""
     conn = sqlite3.connect(path, timeout=5)
     try:
-        rows = conn.execute("SELECT event, username, ip, detail FROM audit ORDER BY id").fetchall()
+        rows = conn.execute(
+            "SELECT event, username, ip, detail, tally_count FROM audit ORDER BY id"
+        ).fetchall()
     finally:
         conn.close()
-    return [{"event": e, "username": u, "ip": i, "detail": json.loads(d)} for e, u, i, d in rows]
+    return [
+        {
+            "event": event,
+            "username": username,
+            "ip": ip,
+            "detail": json.loads(detail) | ({} if count is None else {"count": count}),
+        }
+        for event, username, ip, detail, count in rows
+    ]
 
 
 def dir_size(path: Path) -> int:

@@ -108,7 +108,11 @@ async def refused(connect, headers: dict[str, str]) -> HTTPClientError:
 
 
 def audit_events(ctx) -> list:
-    return ctx.db._conn.execute("SELECT event, detail FROM audit ORDER BY id").fetchall()
+    """(event, detail JSON) per audit row, with a coalesced row's count as `detail.count`."""
+    return ctx.db._conn.execute(
+        "SELECT event, CASE WHEN tally_count IS NULL THEN detail "
+        "ELSE json_set(detail, '$.count', tally_count) END FROM audit ORDER BY id"
+    ).fetchall()
 
 
 # ------------------------------------------------------------------------- handshake

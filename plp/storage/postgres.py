@@ -40,11 +40,12 @@ from .base import (
     utcnow,
 )
 from .rows import (
+    AUDIT_SELECT,
     CHANNEL_COLS,
     MESSAGE_SELECT,
     USER_COLS,
+    audit_from_row,
     channel_from_row,
-    from_ms,
     message_from_row,
     to_ms,
     user_from_row,
@@ -99,8 +100,12 @@ MIGRATIONS: dict[int, str] = {
         detail   TEXT NOT NULL DEFAULT '{}'
     );
     """,
-    # The retention pruner deletes by time.
-    2: "CREATE INDEX audit_by_at ON audit (at);",
+    2: """
+    ALTER TABLE audit ADD COLUMN tally_key TEXT;
+    ALTER TABLE audit ADD COLUMN tally_count BIGINT;
+    CREATE UNIQUE INDEX audit_by_tally_key ON audit (tally_key);
+    CREATE INDEX audit_by_at ON audit (at);
+    """,
 }
 
 
@@ -386,17 +391,23 @@ class PostgresDatabase(Database):
         return row[0]
 
     @unavailable
-    async def set_audit_count(self, row_id: int, count: int) -> None:
-        await self._open()
-        # Edited here rather than with jsonb_set so both backends keep the same JSON text.
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute("SELECT detail FROM audit WHERE id = %s FOR UPDATE", (row_id,))
-            row = await cur.fetchone()
-            if row is not None:
-                detail = {**json.loads(row[0]), "count": count}
-                await conn.execute(
-                    "UPDATE audit SET detail = %s WHERE id = %s", (json.dumps(detail), row_id)
-                )
+    async def add_audit_tally(
+        self,
+        event: str,
+        *,
+        user_id: int | None,
+        username: str | None,
+        ip: str | None,
+        detail: dict,
+        key: str,
+        count: int,
+    ) -> None:
+        await self._fetchall(
+            "INSERT INTO audit (at, event, user_id, username, ip, detail, tally_key, tally_count) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tally_key) "
+            "DO UPDATE SET tally_count = audit.tally_count + EXCLUDED.tally_count RETURNING id",
+            (to_ms(utcnow()), event, user_id, username, ip, json.dumps(detail), key, count),
+        )
 
     @unavailable
     async def prune_audit(self, before: _dt.datetime, *, limit: int) -> int:
@@ -409,8 +420,5 @@ class PostgresDatabase(Database):
 
     @unavailable
     async def list_audit(self, limit: int = 100) -> list[AuditEvent]:
-        rows = await self._fetchall(
-            "SELECT at, event, user_id, username, ip, detail FROM audit ORDER BY id DESC LIMIT %s",
-            (limit,),
-        )
-        return [AuditEvent(from_ms(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+        rows = await self._fetchall(AUDIT_SELECT + " ORDER BY id DESC LIMIT %s", (limit,))
+        return [audit_from_row(r) for r in rows]

@@ -4,10 +4,11 @@ select columns in the same order, so a row becomes the same record on SQLite and
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Channel, Message, User
+from .base import AuditEvent, Channel, Message, User
 
 USER_COLS = "id, username, display_name, role, created_at, disabled"
 CHANNEL_COLS = "id, name, description, kind, created_by, created_at"
@@ -15,6 +16,7 @@ MESSAGE_SELECT = (
     "SELECT m.id, m.channel_id, m.author_id, u.username, u.display_name, u.role, m.text, "
     "m.created_at FROM messages m JOIN users u ON u.id = m.author_id"
 )
+AUDIT_SELECT = "SELECT at, event, user_id, username, ip, detail, tally_count FROM audit"
 
 
 def to_ms(moment: _dt.datetime) -> int:
@@ -62,4 +64,17 @@ def message_from_row(row: Sequence[Any]) -> Message:
         author_role=row[5],
         text=row[6],
         created_at=from_ms(row[7]),
+    )
+
+
+def audit_from_row(row: Sequence[Any]) -> AuditEvent:
+    """An AuditEvent from a row of AUDIT_SELECT."""
+    return AuditEvent(
+        at=from_ms(row[0]),
+        event=row[1],
+        user_id=row[2],
+        username=row[3],
+        ip=row[4],
+        detail=json.loads(row[5]),
+        count=row[6],
     )

@@ -27,10 +27,11 @@ from .base import (
     utcnow,
 )
 from .rows import (
+    AUDIT_SELECT,
     MESSAGE_SELECT,
     USER_COLS,
+    audit_from_row,
     channel_from_row,
-    from_ms,
     message_from_row,
     to_ms,
     user_from_row,
@@ -78,8 +79,12 @@ MIGRATIONS: dict[int, str] = {
         detail   TEXT NOT NULL DEFAULT '{}'
     );
     """,
-    # The retention pruner deletes by time.
-    2: "CREATE INDEX audit_by_at ON audit (at);",
+    2: """
+    ALTER TABLE audit ADD COLUMN tally_key TEXT;
+    ALTER TABLE audit ADD COLUMN tally_count INTEGER;
+    CREATE UNIQUE INDEX audit_by_tally_key ON audit (tally_key);
+    CREATE INDEX audit_by_at ON audit (at);
+    """,
 }
 
 
@@ -307,12 +312,23 @@ class SQLiteDatabase(Database):
         )
         return cur.lastrowid
 
-    async def set_audit_count(self, row_id: int, count: int) -> None:
-        conn = self._conn
-        row = conn.execute("SELECT detail FROM audit WHERE id = ?", (row_id,)).fetchone()
-        if row is not None:
-            detail = {**json.loads(row[0]), "count": count}
-            conn.execute("UPDATE audit SET detail = ? WHERE id = ?", (json.dumps(detail), row_id))
+    async def add_audit_tally(
+        self,
+        event: str,
+        *,
+        user_id: int | None,
+        username: str | None,
+        ip: str | None,
+        detail: dict,
+        key: str,
+        count: int,
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO audit (at, event, user_id, username, ip, detail, tally_key, tally_count) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tally_key) "
+            "DO UPDATE SET tally_count = tally_count + excluded.tally_count",
+            (to_ms(utcnow()), event, user_id, username, ip, json.dumps(detail), key, count),
+        )
 
     async def prune_audit(self, before: _dt.datetime, *, limit: int) -> int:
         cur = self._conn.execute(
@@ -322,8 +338,5 @@ class SQLiteDatabase(Database):
         return cur.rowcount
 
     async def list_audit(self, limit: int = 100) -> list[AuditEvent]:
-        rows = self._conn.execute(
-            "SELECT at, event, user_id, username, ip, detail FROM audit ORDER BY id DESC LIMIT ?",
-            (limit,),
-        )
-        return [AuditEvent(from_ms(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+        rows = self._conn.execute(AUDIT_SELECT + " ORDER BY id DESC LIMIT ?", (limit,))
+        return [audit_from_row(r) for r in rows]
