@@ -142,6 +142,7 @@ class Auditor:
         self.dropped = 0  # writes dropped since start because the queue was full
         self._dropping = 0  # ... in the current episode (logged when the queue drains)
         self._open: dict[Key, _Tally] = {}
+        self._flushed_minute = 0  # the minute of the last flush
         self._queue: deque[_Write] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._flusher: asyncio.TimerHandle | None = None
@@ -198,6 +199,8 @@ class Auditor:
         minute = int(self.clock() // 60)
         key: Key = (event, ip, minute)
         tally = self._open.get(key)
+        if tally is None and len(self._open) >= self.open_max and minute > self._flushed_minute:
+            self._flush()  # a new minute: close the last one's rows now to make room
         if tally is None and len(self._open) >= self.open_max:
             # Too many addresses at once: further ones share one row per kind and minute.
             key = (event, _OVERFLOW, minute)
@@ -240,7 +243,7 @@ class Auditor:
 
     def _flush(self, *, final: bool = False) -> None:
         """Hand every new refusal to the writer; close the rows of minutes that are over."""
-        minute = int(self.clock() // 60)
+        minute = self._flushed_minute = int(self.clock() // 60)
         for key, tally in list(self._open.items()):
             if tally.count > tally.stored:
                 self._store(tally)
@@ -334,7 +337,7 @@ class Auditor:
 
         `final` also closes every row (at shutdown, when no minute will pass any more).
         """
-        for _ in range(2):  # the second round stores counts of rows whose insert just ran
+        for _ in range(2):  # the second round takes refusals counted during the first
             self._flush(final=final)
             writer = self._writer
             current = self._loop is asyncio.get_running_loop()

@@ -187,7 +187,7 @@ async def test_websocket_refusals_are_one_ws_rejected_row(
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_many_addresses_share_one_overflow_row(ctx, make_client, caplog):
+async def test_many_addresses_share_one_overflow_row(ctx, make_client, caplog, clock):
     # Behind a trusted proxy every address is its own row, up to the cap of rows being
     # counted; refusals from further addresses share one row without an address.
     caplog.set_level(logging.INFO)
@@ -208,6 +208,17 @@ async def test_many_addresses_share_one_overflow_row(ctx, make_client, caplog):
     overflow = next(r for r in rows if r["ip"] is None)
     assert overflow["detail"] == {"overflow": True, "count": 40}
     assert len(audit_lines(caplog, "xsrf_rejected")) == 11
+    # The next minute, before any timer ran, the past minute's rows make room at once.
+    clock.advance(60)
+    later = [f"203.0.113.{i}" for i in range(5)]
+    for address in later:
+        r = await client.fetch(
+            "/api/sessions/x", "DELETE", xsrf=False, headers={"X-Forwarded-For": address}
+        )
+        assert r.code == 403
+    rows = await wait_for_count(ctx, "xsrf_rejected", 65)
+    assert {r["ip"] for r in rows} >= set(later)
+    assert ctx.audit.dropped == 0
 
 
 @pytest.mark.gen_test(timeout=60)
