@@ -188,7 +188,7 @@ def make_context(
         db=db,
         backends=backends,
         hasher=PasswordHasher(settings.bcrypt_rounds),
-        audit=Auditor(db),
+        audit=Auditor(db, clock=clock),
         signer=CookieSigner(
             settings.cookie_name,
             settings.session_secret,

@@ -1,16 +1,18 @@
-"""Serving: open storage, build the app, listen, prune on a timer, shut down gracefully.
+"""Serving: open storage, build the app, listen, prune on timers, shut down gracefully.
 
 Shutdown (SPEC §11), on the first SIGTERM or SIGINT: stop accepting connections, run the
 `ctx.hooks.on_shutdown` listeners (chat closes its sockets with 1001), let in-flight HTTP
 requests finish for up to SHUTDOWN_GRACE seconds, close idle keep-alive connections, write
-the session snapshot, close the stores and the database, exit 0. A second signal while that
-runs exits at once (status 128 + signal number) without a snapshot; a repeat within
-FORCE_AFTER seconds of the first is taken as the same request and ignored.
+the session snapshot, close the stores, store the last audit counts, close the database,
+exit 0. A second signal while that runs exits at once (status 128 + signal number) without
+a snapshot; a repeat within FORCE_AFTER seconds of the first is taken as the same request
+and ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import os
 import signal
@@ -32,7 +34,7 @@ from .security import ssl_context
 from .sessions.base import SessionStoreUnavailable
 from .snapshot import restore_sessions, save_sessions, snapshot_path
 from .storage import open_database
-from .storage.base import StorageUnavailable
+from .storage.base import StorageUnavailable, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 # request and answers any body over 64 KiB with a 413 itself.
 MAX_BODY_SIZE = 64 * 1024
 SHUTDOWN_GRACE = 5.0
+AUDIT_PRUNE_INTERVAL = 3600.0  # seconds; rows are kept for days, so hourly is plenty
+AUDIT_CLOSE_WAIT = 2.0  # seconds to store the last audit counts at shutdown
 EXIT_CONFIG = 2
 # A repeat of the stop signal this soon is the same request delivered twice (systemd signals
 # the whole cgroup and the one-file binary's launcher forwards it; a terminal signals the
@@ -68,6 +72,26 @@ def make_pruner(ctx: Context) -> PeriodicCallback:
             log.info("pruned %d expired sessions in %.1f ms", removed, elapsed * 1000)
 
     return PeriodicCallback(prune, ctx.settings.session_prune_interval * 1000)
+
+
+def make_audit_pruner(ctx: Context) -> Callable[[], Awaitable[int]]:
+    """A coroutine function deleting audit rows older than audit-retention-days; how many."""
+
+    async def prune() -> int:
+        days = ctx.settings.audit_retention_days
+        try:
+            removed = await ctx.audit.prune(utcnow() - datetime.timedelta(days=days))
+        except StorageUnavailable as exc:
+            log.warning("audit pruning skipped: %s", exc)
+            return 0
+        except Exception:
+            log.exception("audit pruning failed")
+            return 0
+        if removed:
+            log.info("pruned %d audit rows older than %d days", removed, days)
+        return removed
+
+    return prune
 
 
 def _where(url: str) -> str:
@@ -299,6 +323,10 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
         return EXIT_CONFIG
     pruner = make_pruner(ctx)
     pruner.start()
+    prune_audit = make_audit_pruner(ctx)
+    await prune_audit()
+    audit_pruner = PeriodicCallback(prune_audit, AUDIT_PRUNE_INTERVAL * 1000)
+    audit_pruner.start()
     shutdown = _Shutdown(asyncio.get_running_loop())
     shutdown.install()
     scheme = "https" if settings.tls else "http"
@@ -309,6 +337,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
         ready.set()
     try:
         await shutdown.requested.wait()
+        audit_pruner.stop()
         await _drain(ctx, server, pruner)
         save_sessions(ctx.store, snapshot, settings.session_secret)
         if metrics_server is not None:
@@ -344,6 +373,8 @@ async def _close(ctx: Context) -> None:
     """Release everything (the backends' close is safe after the chat hub's shutdown)."""
     await ctx.backends.close()
     ctx.hasher.close()
+    # Last, before the database goes: requests and sockets above may still have refused some.
+    await _bounded("writing the audit trail", ctx.audit.close(), AUDIT_CLOSE_WAIT)
     await ctx.db.close()
 
 

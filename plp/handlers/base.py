@@ -87,7 +87,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
     @property
     def user_agent(self) -> str:
-        return self.request.headers.get("User-Agent", "")[:256]
+        # Stored with the session: a client-given string, so at most 200 characters (SPEC §9).
+        return self.request.headers.get("User-Agent", "")[:200]
 
     def set_default_headers(self) -> None:
         # Runs for every response. The values are constants already valid as header values,

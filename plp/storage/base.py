@@ -155,6 +155,7 @@ class AuditEvent:
     username: str | None
     ip: str | None
     detail: dict
+    count: int | None = None  # refusals a coalesced row stands for (shown as `detail.count`)
 
     def to_json(self) -> dict:
         return {
@@ -163,7 +164,7 @@ class AuditEvent:
             "userId": self.user_id,
             "username": self.username,
             "ip": self.ip,
-            "detail": self.detail,
+            "detail": self.detail if self.count is None else {**self.detail, "count": self.count},
         }
 
 
@@ -260,8 +261,21 @@ class Database(abc.ABC):
         """Append an audit row (stamped `at`, default now); its id."""
 
     @abc.abstractmethod
-    async def set_audit_count(self, row_id: int, count: int) -> None:
-        """Set `detail.count` of an audit row (a coalesced refusal); no error if it is gone."""
+    async def add_audit_tally(
+        self,
+        event: str,
+        *,
+        user_id: int | None,
+        username: str | None,
+        ip: str | None,
+        detail: dict,
+        key: str,
+        count: int,
+    ) -> None:
+        """Add `count` to the coalesced row of `key`, first creating it with these fields.
+
+        One statement, atomic: processes sharing the database add to one row per key.
+        """
 
     @abc.abstractmethod
     async def prune_audit(self, before: _dt.datetime, *, limit: int) -> int:

@@ -51,7 +51,6 @@ POSTGRES = Dialect(
     },
     paramstyle="format",
     # Concurrent writers lock rows, not the database.
-    lock_rows=" FOR UPDATE",
     text_holds_nul=False,
 )
 # The names PostgreSQL gives the schema's UNIQUE constraints (table_column_key).

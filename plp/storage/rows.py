@@ -12,7 +12,7 @@ from .base import AuditEvent, Channel, Message, User
 
 USER_COLS = "id, username, display_name, role, created_at, disabled"
 CHANNEL_COLS = "id, name, description, kind, created_by, created_at"
-AUDIT_COLS = "at, event, user_id, username, ip, detail"
+AUDIT_COLS = "at, event, user_id, username, ip, detail, tally_count"
 MESSAGE_SELECT = (
     "SELECT m.id, m.channel_id, m.author_id, u.username, u.display_name, u.role, m.text, "
     "m.created_at FROM messages m JOIN users u ON u.id = m.author_id"
@@ -76,4 +76,5 @@ def audit_from_row(row: Sequence[Any]) -> AuditEvent:
         username=row[3],
         ip=row[4],
         detail=json.loads(row[5]),
+        count=row[6],
     )

@@ -60,8 +60,14 @@ SCRIPTS: tuple[str, ...] = (
         detail   TEXT NOT NULL DEFAULT '{}'
     );
     """,
-    # 2: the retention pruner deletes by time.
-    "CREATE INDEX audit_by_at ON audit (at);",
+    # 2: refused requests coalesce into one counted row per tally key (SPEC §9), and the
+    # retention pruner deletes by time.
+    """
+    ALTER TABLE audit ADD COLUMN tally_key TEXT;
+    ALTER TABLE audit ADD COLUMN tally_count $bigint;
+    CREATE UNIQUE INDEX audit_by_tally_key ON audit (tally_key);
+    CREATE INDEX audit_by_at ON audit (at);
+    """,
 )
 
 # The unique columns an insert can collide on, as "table.column", and the domain error each

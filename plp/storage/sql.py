@@ -355,18 +355,34 @@ class SQLDatabase(Database):
         )
 
     @writes
-    async def set_audit_count(self, row_id: int, count: int) -> None:
-        # Edited here rather than with the database's JSON functions so every dialect keeps
-        # the same JSON text.
-        async with self._transaction() as sql:
-            row = await sql.fetchone(
-                "SELECT detail FROM audit WHERE id = ?" + self.dialect.lock_rows, (row_id,)
-            )
-            if row is not None:
-                detail = {**json.loads(row[0]), "count": count}
-                await sql.execute(
-                    "UPDATE audit SET detail = ? WHERE id = ?", (json.dumps(detail), row_id)
-                )
+    async def add_audit_tally(
+        self,
+        event: str,
+        *,
+        user_id: int | None,
+        username: str | None,
+        ip: str | None,
+        detail: dict,
+        key: str,
+        count: int,
+    ) -> None:
+        # One statement, so processes sharing the database add to the same row.
+        text = self.dialect.audit_text
+        await self._sql.execute(
+            "INSERT INTO audit (at, event, user_id, username, ip, detail, tally_key, tally_count) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tally_key) "
+            "DO UPDATE SET tally_count = audit.tally_count + excluded.tally_count",
+            (
+                to_ms(utcnow()),
+                event,
+                user_id,
+                text(username),
+                text(ip),
+                json.dumps(detail),
+                key,
+                count,
+            ),
+        )
 
     @writes
     async def prune_audit(self, before: _dt.datetime, *, limit: int) -> int:

@@ -2,7 +2,7 @@
 
 The schemas below are frozen copies of what plp wrote before the SQL layer was one module
 (`plp/storage/sqlite.py` and `postgres.py` at schema version 2, each with its own copy of
-the schema). Each test builds such a database with them, fills it the way that code did,
+the schema; version 2 as it was settled with the coalesced audit rows, before any release). Each test builds such a database with them, fills it the way that code did,
 and opens it with today's code: same schema, same version, same records, and the unique
 constraints still map to the domain errors. A fresh database made by today's code must have
 exactly the same schema.
@@ -66,7 +66,12 @@ OLD_SQLITE_SCRIPTS = (
         detail   TEXT NOT NULL DEFAULT '{}'
     );
     """,
-    "CREATE INDEX audit_by_at ON audit (at);",
+    """
+    ALTER TABLE audit ADD COLUMN tally_key TEXT;
+    ALTER TABLE audit ADD COLUMN tally_count INTEGER;
+    CREATE UNIQUE INDEX audit_by_tally_key ON audit (tally_key);
+    CREATE INDEX audit_by_at ON audit (at);
+    """,
 )
 
 OLD_POSTGRES_SCRIPTS = (
@@ -107,7 +112,12 @@ OLD_POSTGRES_SCRIPTS = (
         detail   TEXT NOT NULL DEFAULT '{}'
     );
     """,
-    "CREATE INDEX audit_by_at ON audit (at);",
+    """
+    ALTER TABLE audit ADD COLUMN tally_key TEXT;
+    ALTER TABLE audit ADD COLUMN tally_count BIGINT;
+    CREATE UNIQUE INDEX audit_by_tally_key ON audit (tally_key);
+    CREATE INDEX audit_by_at ON audit (at);
+    """,
 )
 # The schema version those scripts reach: the one the earlier code wrote.
 OLD_VERSION = len(OLD_SQLITE_SCRIPTS)

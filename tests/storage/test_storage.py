@@ -225,18 +225,30 @@ async def test_audit_newest_first(database):
 
 
 @pytest.mark.gen_test
-async def test_audit_count_and_stamp(database):
+async def test_audit_stamp_and_tallies(database):
     old = _dt.datetime(2020, 5, 1, 12, 0, tzinfo=_dt.UTC)
-    first = await database.add_audit(
-        "xsrf_rejected", user_id=None, username=None, ip="::1", detail={"path": "/x", "count": 1}
+    first = await database.add_audit("logout", user_id=1, username="a", ip=None, detail={}, at=old)
+    second = await database.add_audit("logout", user_id=1, username="b", ip=None, detail={})
+    assert isinstance(first, int) and second == first + 1
+    refusal = {"user_id": None, "username": None, "ip": "::1"}
+    await database.add_audit_tally(
+        "xsrf_rejected", **refusal, detail={"path": "/x"}, key="k1", count=1
     )
-    second = await database.add_audit("logout", user_id=1, username="a", ip=None, detail={}, at=old)
-    assert isinstance(first, int) and isinstance(second, int) and first != second
-    await database.set_audit_count(first, 41)
-    await database.set_audit_count(10_000_000, 3)  # gone (pruned): nothing happens
-    events = {e.event: e for e in await database.list_audit()}
-    assert events["xsrf_rejected"].detail == {"path": "/x", "count": 41}
-    assert events["logout"].at == old
+    # Another process adds to the same key: one row, the first fields kept, counts summed.
+    await database.add_audit_tally(
+        "xsrf_rejected", **refusal, detail={"path": "/y"}, key="k1", count=40
+    )
+    await database.add_audit_tally(
+        "xsrf_rejected", **refusal, detail={"path": "/z"}, key="k2", count=2
+    )
+    events = await database.list_audit()
+    assert [e.to_json()["detail"] for e in events] == [
+        {"path": "/z", "count": 2},
+        {"path": "/x", "count": 41},
+        {},
+        {},
+    ]
+    assert events[-1].at == old and events[-1].count is None
 
 
 @pytest.mark.gen_test
@@ -315,6 +327,29 @@ async def test_postgres_refuses_a_newer_schema(pg_database):
         await conn.execute("INSERT INTO plp_schema_version (version) VALUES (99)")
     with pytest.raises(CannotOpen, match="newer than this plp"):
         await make().migrate()
+
+
+@pytest.mark.gen_test
+async def test_postgres_schema_1_upgrades_keeping_audit_rows(pg_database):
+    import psycopg
+
+    from plp.storage.postgres import POSTGRES
+
+    url, make = pg_database
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("CREATE TABLE plp_schema_version (version INTEGER NOT NULL)")
+        await conn.execute(POSTGRES.migrations[1])
+        await conn.execute("INSERT INTO plp_schema_version (version) VALUES (1)")
+        await conn.execute("INSERT INTO audit (at, event, detail) VALUES (1000, 'logout', '{}')")
+    database = make()
+    await database.migrate()
+    await database.add_audit_tally(
+        "ws_rejected", user_id=None, username=None, ip="::1", detail={}, key="k", count=2
+    )
+    assert [(e.event, e.count) for e in await database.list_audit()] == [
+        ("ws_rejected", 2),
+        ("logout", None),
+    ]
 
 
 @pytest.mark.gen_test
