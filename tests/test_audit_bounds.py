@@ -536,7 +536,10 @@ def test_flood_of_long_tokenless_posts_stays_small(live_server):
     assert len(lines) <= 2 * len(rows), lines[:5]
     summed = sum(line["detail"]["count"] for line in lines if line.get("summary"))
     assert summed == sum(r["detail"]["count"] for r in rows if r["detail"]["count"] > 1)
-    assert len(log) < 100_000
+    # The access log keeps one line per request, each cut to a bounded length: 60 KB paths
+    # cannot make the log grow faster than the requests themselves.
+    assert max(len(line) for line in log.splitlines()) < 1_000
+    assert len(log) < total * 400
     print(f"flood: {len(rows)} xsrf rows, data dir +{grown} bytes, {len(lines)} audit lines")
 
 
