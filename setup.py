@@ -31,6 +31,8 @@ setup(
             "prometheus-client>=0.20",
             "pyinstaller>=6.10",
             "cryptography>=42",
+            "pyyaml>=6",
+            "schemathesis>=4.32,<5",
         ],
     },
     entry_points={"console_scripts": ["plp = plp.cli:main"]},
