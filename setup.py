@@ -32,6 +32,7 @@ setup(
             "pyinstaller>=6.10",
             "cryptography>=42",
             "pyyaml>=6",
+            "openapi-spec-validator>=0.7,<1",
             "schemathesis>=4.32,<5",
         ],
     },
