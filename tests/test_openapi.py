@@ -214,7 +214,7 @@ def test_schemathesis_is_installed():
 # on two cores: each operation gets the coverage phase's boundary and malformed cases plus
 # this many generated ones (positive and negative) per role and backend. Raise it for a
 # deeper local run: PLP_TEST_FUZZ_EXAMPLES=200.
-MAX_EXAMPLES = int(os.environ.get("PLP_TEST_FUZZ_EXAMPLES", "15"))
+MAX_EXAMPLES = int(os.environ.get("PLP_TEST_FUZZ_EXAMPLES", "20"))
 SEED = 20251010
 ROLES = ("anonymous", "student", "teacher", "admin")
 # Successful calls of these end or change the fuzzing users' sessions, roles or state; after
