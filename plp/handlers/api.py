@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from functools import cache
+from importlib import resources
+
 from ..auth import service
 from ..auth.decorators import authenticated, require_role
 from ..errors import ApiError, bad_request
 from ..sessions.base import Session
 from ..storage.base import iso_from_epoch
-from .base import ApiHandler, field
+from .base import ApiHandler, check_body_size, field
 
 AUDIT_LIMIT_MAX = 500
+# Generated from docs/openapi.yaml by scripts/openapi-json; package data, so the one-file
+# binary carries it too.
+OPENAPI_RESOURCE = "data/openapi.json"
 
 
 def session_json(session: Session, current: Session | None, idle: float, max_age: float) -> dict:
@@ -170,6 +176,24 @@ class HealthHandler(ApiHandler):
         self.write_json({"status": "ok"})
 
 
+@cache
+def openapi_document() -> bytes:
+    """The OpenAPI description of this API, read once per process."""
+    return resources.files("plp").joinpath(OPENAPI_RESOURCE).read_bytes()
+
+
+class OpenApiHandler(ApiHandler):
+    """GET /api/openapi.json: the OpenAPI 3.1 description of the JSON API."""
+
+    is_api = True
+
+    async def prepare(self) -> None:
+        check_body_size(self)  # no session lookup: the document is public and the same for all
+
+    def get(self) -> None:
+        self.finish(openapi_document())
+
+
 class NotFoundApiHandler(ApiHandler):
     """Any other /api/ path: JSON 404."""
 
@@ -193,6 +217,7 @@ routes = [
     (r"/api/admin/users/([^/]+)", AdminUserHandler),
     (r"/api/admin/users/([^/]+)/sessions", AdminUserSessionsHandler),
     (r"/api/admin/audit", AdminAuditHandler),
+    (r"/api/openapi\.json", OpenApiHandler),
     (r"/healthz", HealthHandler),
 ]
 fallback_routes = [(r"/api(?:/.*)?", NotFoundApiHandler)]

@@ -150,6 +150,8 @@ def test_binary_serves_pages_static_and_accounts(binary_server):
     )
     assert status == 400 and "common" in str(body).lower()
     assert web.me() == 200
+    status, _, body = web.request("/api/openapi.json")  # package data too
+    assert status == 200 and body["openapi"].startswith("3.1.") and "/api/channels" in body["paths"]
 
     async def chat() -> dict:
         conn = await Chat.open(web)
