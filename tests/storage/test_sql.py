@@ -2,10 +2,10 @@
 
 The schemas below are frozen copies of what plp wrote before the SQL layer was one module
 (`plp/storage/sqlite.py` and `postgres.py` at schema version 2, each with its own copy of
-the schema; version 2 as it was settled with the coalesced audit rows, before any release). Each test builds such a database with them, fills it the way that code did,
-and opens it with today's code: same schema, same version, same records, and the unique
-constraints still map to the domain errors. A fresh database made by today's code must have
-exactly the same schema.
+the schema; version 2 as settled with the coalesced audit rows, before any release). Each
+test builds such a database with them, fills it the way that code did, and opens it with
+today's code: same schema, same version, same records, and the unique constraints still map
+to the domain errors. A fresh database made by today's code must have exactly the same schema.
 """
 
 from __future__ import annotations

@@ -25,9 +25,7 @@ import pytest
 from tornado.ioloop import IOLoop
 
 from plp.handlers.api import NotFoundApiHandler
-from tests import backends
-from tests.conftest import PASSWORD, body
-from tests.support import ROOT, LiveServer, need
+from tests.support import PASSWORD, ROOT, LiveServer, backends, body, need
 
 DOC_YAML = ROOT / "docs" / "openapi.yaml"
 DOC_JSON = ROOT / "plp" / "data" / "openapi.json"
