@@ -252,8 +252,8 @@ def create_user_command(settings: Settings, args: argparse.Namespace) -> int:
     if not args.username:
         raise ConfigError("create-user needs --username")
     role: str = args.role
+    from .auth.accounts import validate_new_account
     from .auth.passwords import hash_password
-    from .auth.service import validate_new_account
     from .errors import ApiError
     from .storage import open_database
     from .storage.base import UsernameTaken

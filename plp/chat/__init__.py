@@ -4,16 +4,10 @@ processes (plp/context.py picks them)."""
 
 from __future__ import annotations
 
-from .hub import (
-    Broker,
-    ChatHub,
-    LocalBroker,
-    LocalPresence,
-    MemorySocketCounter,
-    Presence,
-    SocketCounter,
-    Subscriber,
-)
+from .broker import Broker, LocalBroker
+from .hub import ChatHub, Subscriber
+from .presence import LocalPresence, Presence
+from .sockets import MemorySocketCounter, SocketCounter
 
 __all__ = [
     "Broker",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..auth import service
+from ..auth import accounts, service
 from ..auth.decorators import authenticated, require_role
 from ..errors import ApiError, bad_request
 from ..sessions.base import Session
@@ -118,7 +118,7 @@ class AdminUserHandler(ApiHandler):
     @require_role("admin")
     async def patch(self, raw_id: str) -> None:
         data = self.get_json_body()
-        user = await service.admin_update_user(
+        user = await accounts.admin_update_user(
             self.ctx,
             self.user,
             parse_id(raw_id),
@@ -136,7 +136,7 @@ class AdminUserSessionsHandler(ApiHandler):
 
     @require_role("admin")
     async def delete(self, raw_id: str) -> None:
-        await service.admin_revoke_sessions(self.ctx, self.user, parse_id(raw_id), ip=self.ip)
+        await accounts.admin_revoke_sessions(self.ctx, self.user, parse_id(raw_id), ip=self.ip)
         self.set_status(204)
         self.finish()
 

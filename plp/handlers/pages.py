@@ -1,4 +1,4 @@
-"""Server-rendered pages and their forms: /, /login, /register, /logout, /dashboard, ..."""
+"""Server-rendered pages and their forms: /, /login, /register, /logout, /dashboard, /chat, ..."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import tornado.web
 from tornado.web import HTTPError
 
-from ..auth import service
+from ..auth import accounts, service
 from ..auth.decorators import authenticated, require_role
 from ..errors import ApiError
 from ..security import DEFAULT_HEADERS, HSTS, request_scheme, safe_next
@@ -121,6 +121,15 @@ class DashboardPage(PageHandler):
         self.render_page("dashboard.html", channels=channels)
 
 
+class ChatPage(PageHandler):
+    """GET /chat: the chat page; chat.js does the rest over /ws/chat."""
+
+    @authenticated
+    async def get(self) -> None:
+        channels = await self.ctx.db.list_channels()
+        self.render_page("chat.html", channels=channels)
+
+
 class SessionsPage(PageHandler):
     @authenticated
     async def get(self) -> None:
@@ -222,9 +231,9 @@ class AdminUserPage(PageHandler):
         user_id = parse_id(raw_id)
         action = self.form("action")
         if action == "revoke":
-            await service.admin_revoke_sessions(self.ctx, self.user, user_id, ip=self.ip)
+            await accounts.admin_revoke_sessions(self.ctx, self.user, user_id, ip=self.ip)
         elif action in ("disable", "enable", "role"):
-            await service.admin_update_user(
+            await accounts.admin_update_user(
                 self.ctx,
                 self.user,
                 user_id,
@@ -306,6 +315,7 @@ routes = [
     (r"/register", RegisterPage),
     (r"/logout", LogoutPage),
     (r"/dashboard", DashboardPage),
+    (r"/chat", ChatPage),
     (r"/sessions", SessionsPage),
     (r"/sessions/revoke", SessionRevokePage),
     (r"/sessions/logout-all", LogoutAllPage),
