@@ -2,20 +2,20 @@
 
 Each function validates, applies the abuse limits, talks to the stores and writes the audit
 trail; handlers only translate HTTP to calls and results to responses. Failures are
-`ApiError`s carrying the status and code of SPEC §6. Signing in, sessions and passwords are
-in plp/auth/service.py.
+domain errors (plp/errors.py), which plp/handlers/base.py maps to the statuses and codes
+of SPEC §6. Signing in, sessions and passwords are in plp/auth/service.py.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
 from typing import TYPE_CHECKING
 
-from ..errors import ApiError, bad_request
+from ..errors import Conflict, InvalidInput, NotFound, RateLimited
 from ..sessions.base import END_DISABLED, END_REVOKED
-from ..storage.base import ROLES, NotFound, StorageUnavailable, User, UsernameTaken
+from ..storage.base import ROLES, StorageUnavailable, User, UsernameTaken
+from ..storage.base import NotFound as RecordNotFound
 from .passwords import password_problem
 
 if TYPE_CHECKING:
@@ -50,24 +50,20 @@ def clean_display_name(raw: object, username: str) -> str:
     if raw is None:
         return username
     if not isinstance(raw, str):
-        raise bad_request("Display name must be a string.", {"displayName": "Must be a string."})
+        raise InvalidInput("Display name must be a string.", {"displayName": "Must be a string."})
     if not raw.strip():
         return username
     if len(raw) > DISPLAY_NAME_MAX:
-        raise bad_request(
+        raise InvalidInput(
             "Display name is too long.",
             {"displayName": f"At most {DISPLAY_NAME_MAX} characters."},
         )
     if not raw.isprintable():
-        raise bad_request(
+        raise InvalidInput(
             "Display name contains characters that cannot be shown.",
             {"displayName": "Only printable characters are allowed."},
         )
     return raw
-
-
-def retry_after(wait: float) -> dict[str, str]:
-    return {"Retry-After": str(max(1, math.ceil(wait)))}
 
 
 def validate_new_account(
@@ -83,7 +79,7 @@ def validate_new_account(
     if pw_problem:
         problems["password"] = pw_problem
     if problems:
-        raise bad_request("Please correct the highlighted fields.", problems)
+        raise InvalidInput("Please correct the highlighted fields.", problems)
     return name, password, clean_display_name(display_name, name)  # type: ignore[return-value]
 
 
@@ -127,26 +123,16 @@ async def create_account(
     """Validate, apply the per-address limit (when `limited`), hash and insert the user."""
     name, secret, shown = validate_new_account(username, password, display_name)
     if role not in ROLES:
-        raise bad_request("Unknown role.", {"role": "Must be student, teacher or admin."})
+        raise InvalidInput("Unknown role.", {"role": "Must be student, teacher or admin."})
     if limited:
         wait = await ctx.throttle.registration_wait(ip)
         if wait:
-            raise ApiError(
-                429,
-                "rate_limited",
-                "Too many registrations from your network; try again later.",
-                headers=retry_after(wait),
-            )
+            raise RateLimited("Too many registrations from your network; try again later.", wait)
     hashed = await ctx.hasher.hash(secret)
     try:
         return await ctx.db.create_user(name, shown, role, hashed)
     except UsernameTaken:
-        raise ApiError(
-            409,
-            "conflict",
-            "That username is taken.",
-            fields={"username": "That username is taken."},
-        ) from None
+        raise Conflict("That username is taken.", {"username": "That username is taken."}) from None
 
 
 async def undo_account(ctx: Context, user: User, cause: BaseException) -> None:
@@ -170,26 +156,26 @@ async def admin_update_user(
 ) -> User:
     """Change a user's role and/or disabled state; disabling ends every session at once."""
     if role is None and disabled is None:
-        raise bad_request("Give role and/or disabled.", {"role": "Give role or disabled."})
+        raise InvalidInput("Give role and/or disabled.", {"role": "Give role or disabled."})
     if role is not None and (not isinstance(role, str) or role not in ROLES):
-        raise bad_request("Unknown role.", {"role": "Must be student, teacher or admin."})
+        raise InvalidInput("Unknown role.", {"role": "Must be student, teacher or admin."})
     if disabled is not None and not isinstance(disabled, bool):
-        raise bad_request("disabled must be true or false.", {"disabled": "Must be true or false."})
+        raise InvalidInput(
+            "disabled must be true or false.", {"disabled": "Must be true or false."}
+        )
     target = await ctx.db.get_user(user_id)
     if target is None:
-        raise ApiError(404, "not_found", "No such user.")
+        raise NotFound("No such user.")
     if target.id == admin.id and (disabled is True or (role is not None and role != "admin")):
-        raise ApiError(
-            409, "conflict", "You cannot disable or demote your own account; ask another admin."
-        )
+        raise Conflict("You cannot disable or demote your own account; ask another admin.")
     try:
         updated = await ctx.db.update_user(
             user_id,
             role=role if role != target.role else None,  # type: ignore[arg-type]
             disabled=disabled if disabled != target.disabled else None,  # type: ignore[arg-type]
         )
-    except NotFound:
-        raise ApiError(404, "not_found", "No such user.") from None
+    except RecordNotFound:
+        raise NotFound("No such user.") from None
     if updated.role != target.role:
         await ctx.audit.record(
             "role_changed",
@@ -221,7 +207,7 @@ async def admin_revoke_sessions(ctx: Context, admin: User, user_id: int, *, ip: 
     """End every session of a user."""
     target = await ctx.db.get_user(user_id)
     if target is None:
-        raise ApiError(404, "not_found", "No such user.")
+        raise NotFound("No such user.")
     count = await ctx.store.end_all_for_user(target.id, END_REVOKED)
     await ctx.audit.record(
         "session_revoked",

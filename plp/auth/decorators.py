@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from ..errors import ApiError
 from ..handlers.base import BaseHandler
+from ..handlers.errors import ApiError
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any] | Any])
 

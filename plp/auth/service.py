@@ -2,8 +2,8 @@
 
 Each function validates, applies the abuse limits, talks to the stores and writes the audit
 trail; handlers only translate HTTP to calls and results to responses. Failures are
-`ApiError`s carrying the status and code of SPEC §6. Creating accounts and the admin's
-changes to them are in plp/auth/accounts.py.
+domain errors (plp/errors.py), which plp/handlers/base.py maps to the statuses and codes
+of SPEC §6. Creating accounts and the admin's changes to them are in plp/auth/accounts.py.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ..errors import ApiError, bad_request
+from ..errors import AccountDisabled, InvalidCredentials, InvalidInput, NotFound, RateLimited
 from ..sessions.base import END_LOGOUT, END_PASSWORD, END_REVOKED, Session
 from ..storage.base import StorageError, StorageUnavailable, User
 from . import accounts
-from .accounts import USERNAME_RE, normalize_username, retry_after
+from .accounts import USERNAME_RE, normalize_username
 from .passwords import password_problem
 
 if TYPE_CHECKING:
@@ -66,14 +66,14 @@ async def register_and_sign_in(
 
 
 async def authenticate(ctx: Context, *, username: object, password: object, ip: str) -> User:
-    """Check a username and password under the abuse limits; the user, or an ApiError.
+    """Check a username and password under the abuse limits; the user, or a domain error.
 
     Unknown usernames and wrong passwords give the same 401 after the same bcrypt work.
     A blocked account or address gets 429 without any password check, and that attempt
     does not extend the block.
     """
     if not isinstance(username, str) or not isinstance(password, str):
-        raise bad_request(
+        raise InvalidInput(
             "Username and password are required.",
             {
                 k: "Must be a string."
@@ -85,12 +85,7 @@ async def authenticate(ctx: Context, *, username: object, password: object, ip: 
     wait, which = await ctx.throttle.login_wait(name, ip)
     if wait:
         await ctx.audit.record("login_throttled", username=name, ip=ip, limit=which)
-        raise ApiError(
-            429,
-            "rate_limited",
-            "Too many failed sign-in attempts; wait a little and try again.",
-            headers=retry_after(wait),
-        )
+        raise RateLimited("Too many failed sign-in attempts; wait a little and try again.", wait)
     found = await ctx.db.get_credentials(name) if USERNAME_RE.fullmatch(name) else None
     ok = await ctx.hasher.verify(password, found[1] if found else None)
     if not ok or found is None:
@@ -102,11 +97,11 @@ async def authenticate(ctx: Context, *, username: object, password: object, ip: 
             ip=ip,
             known=found is not None,
         )
-        raise ApiError(401, "invalid_credentials", INVALID_CREDENTIALS)
+        raise InvalidCredentials(INVALID_CREDENTIALS)
     user = found[0]
     if user.disabled:
         await ctx.audit.record("login_failed", user_id=user.id, username=name, ip=ip, disabled=True)
-        raise ApiError(403, "account_disabled", "This account has been disabled.")
+        raise AccountDisabled("This account has been disabled.")
     await ctx.throttle.login_succeeded(name)
     if ctx.hasher.needs_rehash(found[1]):
         await rehash_password(ctx, user, password, found[1])
@@ -175,12 +170,12 @@ async def change_password(
     to guess the password at bcrypt speed.
     """
     if not isinstance(current, str):
-        raise bad_request(
+        raise InvalidInput(
             "Current password is required.", {"currentPassword": "This field is required."}
         )
     problem = password_problem(new, user.username)
     if problem:
-        raise bad_request(problem, {"newPassword": problem})
+        raise InvalidInput(problem, {"newPassword": problem})
     wait, which = await ctx.throttle.login_wait(user.username, ip)
     if wait:
         await ctx.audit.record(
@@ -191,19 +186,14 @@ async def change_password(
             limit=which,
             during="password_change",
         )
-        raise ApiError(
-            429,
-            "rate_limited",
-            "Too many wrong passwords; wait a little and try again.",
-            headers=retry_after(wait),
-        )
+        raise RateLimited("Too many wrong passwords; wait a little and try again.", wait)
     found = await ctx.db.get_credentials(user.username)
     if found is None or not await ctx.hasher.verify(current, found[1]):
         await ctx.throttle.login_failed(user.username, ip)
         await ctx.audit.record(
             "login_failed", user_id=user.id, username=user.username, ip=ip, during="password_change"
         )
-        raise bad_request(
+        raise InvalidInput(
             "The current password is not correct.",
             {"currentPassword": "The current password is not correct."},
         )
@@ -218,7 +208,7 @@ async def change_password(
 async def revoke_session(ctx: Context, user: User, handle: str, *, ip: str) -> None:
     """End one of the user's own sessions by handle; 404 for anyone else's or unknown."""
     if not await ctx.store.end_by_handle(user.id, handle, END_REVOKED):
-        raise ApiError(404, "not_found", "No such session.")
+        raise NotFound("No such session.")
     await ctx.audit.record(
         "session_revoked", user_id=user.id, username=user.username, ip=ip, by="self"
     )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..auth import accounts, service
 from ..auth.decorators import authenticated, require_role
-from ..errors import ApiError, bad_request
 from ..sessions.base import Session
 from ..storage.base import iso_from_epoch
-from .base import ApiHandler, field
+from .base import ApiHandler
+from .errors import ApiError
 
 AUDIT_LIMIT_MAX = 500
 
@@ -35,6 +37,26 @@ def parse_id(raw: str) -> int:
     if not is_ascii_number(raw) or len(raw) > 18:
         raise ApiError(404, "not_found", "No such record.")
     return int(raw)
+
+
+def _field_error(name: str, problem: str) -> ApiError:
+    return ApiError(400, "bad_request", f"Field {name}: {problem}", fields={name: problem})
+
+
+def field(data: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
+    """data[name] checked for type; a missing or mistyped field is a 400 naming it."""
+    if name not in data or data[name] is None:
+        if required:
+            raise _field_error(name, "This field is required.")
+        return None
+    value = data[name]
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise _field_error(name, "Must be an integer.")
+    if kind is bool and not isinstance(value, bool):
+        raise _field_error(name, "Must be true or false.")
+    if kind is str and not isinstance(value, str):
+        raise _field_error(name, "Must be a string.")
+    return value
 
 
 class MeHandler(ApiHandler):
@@ -150,9 +172,11 @@ class AdminAuditHandler(ApiHandler):
     async def get(self) -> None:
         raw = self.get_query_argument("limit", "100")
         if not is_ascii_number(raw) or len(raw) > 6 or not 1 <= int(raw) <= AUDIT_LIMIT_MAX:
-            raise bad_request(
+            raise ApiError(
+                400,
+                "bad_request",
                 f"limit must be a whole number from 1 to {AUDIT_LIMIT_MAX}.",
-                {"limit": f"From 1 to {AUDIT_LIMIT_MAX}."},
+                fields={"limit": f"From 1 to {AUDIT_LIMIT_MAX}."},
             )
         events = await self.ctx.db.list_audit(int(raw))
         self.write_json({"events": [e.to_json() for e in events]})

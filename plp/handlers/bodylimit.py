@@ -26,8 +26,8 @@ import tornado.web
 from tornado import httputil
 from tornado.ioloop import IOLoop
 
-from ..errors import ApiError
 from .base import MAX_JSON_BODY, ApiHandler, BaseHandler
+from .errors import ApiError
 
 MAX_BODY = MAX_JSON_BODY
 DRAIN_MAX = 16 * 1024 * 1024

@@ -8,10 +8,10 @@ from typing import Any
 
 from ..auth.decorators import authenticated, require_role
 from ..chat.connection import ID_MAX
-from ..errors import ApiError
 from ..storage.base import CHANNEL_KINDS, ChannelNameTaken
 from .api import parse_id
 from .base import ApiHandler
+from .errors import ApiError
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from tornado.ioloop import IOLoop
 from tornado.iostream import StreamBufferFullError, StreamClosedError
 
 from ..chat.connection import ChatConnection, ChatServices
-from ..errors import ApiError
 from ..security import origin_allowed
 from .base import ApiHandler
+from .errors import ApiError
 
 log = logging.getLogger(__name__)
 
