@@ -62,8 +62,6 @@ def field(data: dict[str, Any], name: str, kind: type, *, required: bool = True)
 class MeHandler(ApiHandler):
     """GET /api/users/me."""
 
-    is_api = True
-
     @authenticated
     def get(self) -> None:
         self.write_json({"user": self.user.to_json()})
@@ -71,8 +69,6 @@ class MeHandler(ApiHandler):
 
 class PasswordHandler(ApiHandler):
     """POST /api/users/me/password: change password, end other sessions, new cookie."""
-
-    is_api = True
 
     @authenticated
     async def post(self) -> None:
@@ -93,8 +89,6 @@ class PasswordHandler(ApiHandler):
 class SessionsHandler(ApiHandler):
     """GET /api/sessions: the user's own live sessions."""
 
-    is_api = True
-
     @authenticated
     async def get(self) -> None:
         store = self.ctx.store
@@ -112,8 +106,6 @@ class SessionsHandler(ApiHandler):
 class SessionHandler(ApiHandler):
     """DELETE /api/sessions/{id}: end one of the user's own sessions."""
 
-    is_api = True
-
     @authenticated
     async def delete(self, handle: str) -> None:
         await service.revoke_session(self.ctx, self.user, handle, ip=self.ip)
@@ -124,8 +116,6 @@ class SessionHandler(ApiHandler):
 class AdminUsersHandler(ApiHandler):
     """GET /api/admin/users."""
 
-    is_api = True
-
     @require_role("admin")
     async def get(self) -> None:
         users = await self.ctx.db.list_users()
@@ -134,8 +124,6 @@ class AdminUsersHandler(ApiHandler):
 
 class AdminUserHandler(ApiHandler):
     """PATCH /api/admin/users/{id} {role?, disabled?}."""
-
-    is_api = True
 
     @require_role("admin")
     async def patch(self, raw_id: str) -> None:
@@ -154,8 +142,6 @@ class AdminUserHandler(ApiHandler):
 class AdminUserSessionsHandler(ApiHandler):
     """DELETE /api/admin/users/{id}/sessions."""
 
-    is_api = True
-
     @require_role("admin")
     async def delete(self, raw_id: str) -> None:
         await accounts.admin_revoke_sessions(self.ctx, self.user, parse_id(raw_id), ip=self.ip)
@@ -165,8 +151,6 @@ class AdminUserSessionsHandler(ApiHandler):
 
 class AdminAuditHandler(ApiHandler):
     """GET /api/admin/audit?limit=."""
-
-    is_api = True
 
     @require_role("admin")
     async def get(self) -> None:
@@ -185,8 +169,6 @@ class AdminAuditHandler(ApiHandler):
 class HealthHandler(ApiHandler):
     """GET /healthz."""
 
-    is_api = True
-
     async def prepare(self) -> None:
         pass  # health checks carry no session and must not depend on the session store
 
@@ -196,8 +178,6 @@ class HealthHandler(ApiHandler):
 
 class NotFoundApiHandler(ApiHandler):
     """Any other /api/ path: JSON 404."""
-
-    is_api = True
 
     def prepare(self) -> None:  # type: ignore[override]
         raise ApiError(404, "not_found", "No such API endpoint.")

@@ -7,13 +7,14 @@ import json
 import logging
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import tornado.web
 from tornado.escape import utf8
 from tornado.httputil import parse_cookie
 from tornado.web import HTTPError
 
-from ..security import DEFAULT_HEADERS, HSTS, client_ip, origin_allowed, request_scheme
+from ..security import client_ip, origin_allowed, write_security_headers
 from ..sessions.base import END_DISABLED, Session, SessionStoreUnavailable
 from ..storage.base import StorageUnavailable, UnstorableValue, User
 from .display import device_name, friendly_time
@@ -60,15 +61,8 @@ class BaseHandler(tornado.web.RequestHandler):
         return self.request.headers.get("User-Agent", "")[:256]
 
     def set_default_headers(self) -> None:
-        # Runs for every response. The values are constants already valid as header values,
-        # so they go straight into Tornado's header map instead of through set_header's
-        # per-value check.
-        headers = self._headers
-        headers.update(DEFAULT_HEADERS)
-        headers.pop("Server", None)
         ctx = self.ctx
-        if ctx.settings.production and request_scheme(self.request, ctx.settings) == "https":
-            headers["Strict-Transport-Security"] = HSTS
+        write_security_headers(self._headers, self.request, ctx.settings)
         origin = self.request.headers.get("Origin")
         if origin and ctx.settings.cors_origins and origin.lower() in ctx.settings.cors_origins:
             self.set_header("Access-Control-Allow-Origin", origin)
@@ -121,6 +115,12 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def get_current_user(self) -> User | None:
         return None  # set by prepare(); get_current_user cannot await
+
+    def refuse_anonymous(self) -> None:
+        """Nobody is signed in: a page GET goes to the sign-in page, anything else gets 401."""
+        if self.request.method not in ("GET", "HEAD"):
+            raise ApiError(401, "not_authenticated", "Sign in to continue.")
+        self.redirect("/login?" + urlencode({"next": self.request.uri or "/dashboard"}))
 
     def set_session_cookie(self, token: str) -> None:
         settings = self.ctx.settings
@@ -279,6 +279,10 @@ class ApiHandler(BaseHandler):
         headers = self._headers  # constants, as in BaseHandler.set_default_headers
         headers["Content-Type"] = "application/json; charset=UTF-8"
         headers["Cache-Control"] = "no-store"
+
+    def refuse_anonymous(self) -> None:
+        # An API client cannot follow a redirect to a sign-in form: 401 whatever the method.
+        raise ApiError(401, "not_authenticated", "Sign in to continue.")
 
     def compute_etag(self) -> str | None:
         # API responses are `Cache-Control: no-store`, so an ETag could never be used;

@@ -59,8 +59,6 @@ def is_api_path(path: str) -> bool:
 class TooLargeApiHandler(ApiHandler):
     """The 413 `too_large` for an API request whose body was refused."""
 
-    is_api = True
-
     async def prepare(self) -> None:
         raise ApiError(413, "too_large", TOO_LARGE_MESSAGE)
 

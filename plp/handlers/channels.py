@@ -37,8 +37,6 @@ def _query_int(handler: ApiHandler, name: str, low: int, high: int) -> int | Non
 class ChannelsHandler(ApiHandler):
     """GET /api/channels (signed in); POST /api/channels (teacher, admin)."""
 
-    is_api = True
-
     @authenticated
     async def get(self) -> None:
         channels = await self.ctx.db.list_channels()
@@ -94,8 +92,6 @@ class ChannelsHandler(ApiHandler):
 class ChannelHandler(ApiHandler):
     """DELETE /api/channels/{id}: an admin, or the teacher who created the channel."""
 
-    is_api = True
-
     @authenticated
     async def delete(self, raw_id: str) -> None:
         channel = await self.ctx.db.get_channel(parse_id(raw_id))
@@ -116,8 +112,6 @@ class ChannelHandler(ApiHandler):
 
 class MessagesHandler(ApiHandler):
     """GET /api/channels/{id}/messages?before=&limit=: history, oldest first."""
-
-    is_api = True
 
     @authenticated
     async def get(self, raw_id: str) -> None:

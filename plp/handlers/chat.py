@@ -32,7 +32,6 @@ SILENCE_DEFAULT = 60.0  # a peer heard nothing from for this long is dropped
 class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
     """/ws/chat. Refusals before the upgrade are JSON like the API (401, 403, 429)."""
 
-    is_api = True
     connection: ChatConnection | None = None
     conn_id: str | None = None
     _watchdog: object | None = None

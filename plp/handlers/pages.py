@@ -11,7 +11,7 @@ from tornado.web import HTTPError
 from ..auth import accounts, service
 from ..auth.decorators import authenticated, require_role
 from ..errors import DomainError, InvalidInput, NotFound
-from ..security import DEFAULT_HEADERS, HSTS, request_scheme, safe_next
+from ..security import safe_next, write_security_headers
 from ..storage.base import ROLES, iso_from_epoch
 from .api import parse_id
 from .auth import CLEAR_SITE_DATA
@@ -265,12 +265,8 @@ class StaticHandler(tornado.web.StaticFileHandler):
     """Static files with the same security headers as every other response."""
 
     def set_default_headers(self) -> None:
-        for name, value in DEFAULT_HEADERS.items():
-            self.set_header(name, value)
-        self.clear_header("Server")
         settings = self.application.ctx.settings  # type: ignore[attr-defined]
-        if settings.production and request_scheme(self.request, settings) == "https":
-            self.set_header("Strict-Transport-Security", HSTS)
+        write_security_headers(self._headers, self.request, settings)
 
     def parse_url_path(self, url_path: str) -> str:
         # Only plain relative names can be files here: a NUL (os.stat raises ValueError: a
