@@ -6,7 +6,7 @@ the database, publishes through the hub and answers through the hub. It sees the
 as a `send(frame)` and a `close(code, reason)` callable, so the WebSocket handler
 (plp/handlers/chat.py) keeps the handshake and the writes, and tests or a benchmark can drive
 a connection without a socket (the split of jupyter_server's kernel `websocket.py` and
-`connection/`).
+`connection/`). Of the process's Context it uses only what `ChatContext` names.
 
 Refused frames are answered with an `error` frame and counted: more than REFUSALS_LIMIT
 within REFUSALS_WINDOW seconds closes the socket with 1008. A session store or database that
@@ -21,9 +21,9 @@ import logging
 import math
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from ..config import Settings
 from ..sessions.base import END_DISABLED, Session, SessionStore, SessionStoreUnavailable
 from ..storage.base import Database, Message, NotFound, StorageUnavailable, UnstorableValue, User
 from .hub import (
@@ -52,16 +52,29 @@ UNSTORABLE_RE = re.compile(r"[\x00\ud800-\udfff]")
 SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 
 
-@dataclass(frozen=True, slots=True)
-class ChatServices:
-    """What a chat connection uses besides its socket: the backends, the clock and a hook."""
+class MessageHooks(Protocol):
+    """The listener call a connection makes once a message is committed (plp/context.py)."""
 
-    hub: ChatHub
-    db: Database
-    store: SessionStore
+    def message_stored(self, message: Message) -> None: ...
+
+
+class ChatContext(Protocol):
+    """What a chat connection uses of the process's Context (plp/context.py)."""
+
+    settings: Settings  # chat_rate
     clock: Callable[[], float]
-    rate: tuple[int, float]  # sends per period, seconds (setting `chat-rate`)
-    message_stored: Callable[[Message], None]  # called once a message is committed
+
+    @property
+    def hub(self) -> ChatHub: ...
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def store(self) -> SessionStore: ...
+
+    @property
+    def hooks(self) -> MessageHooks: ...
 
 
 class FrameError(Exception):
@@ -156,11 +169,11 @@ class ChatConnection:
     """One signed-in chat socket after the upgrade: frames in, events out through the hub."""
 
     # Kept small: a server holds one per open socket, most of them idle.
-    __slots__ = ("services", "hub", "sub", "bucket", "refusals", "last_typing", "kinds", "session")
+    __slots__ = ("ctx", "hub", "sub", "bucket", "refusals", "last_typing", "kinds", "session")
 
     def __init__(
         self,
-        services: ChatServices,
+        ctx: ChatContext,
         *,
         conn_id: str,
         user: User,
@@ -169,8 +182,8 @@ class ChatConnection:
         send: SendFn,
         close: CloseFn,
     ) -> None:
-        self.services = services
-        self.hub = services.hub
+        self.ctx = ctx
+        self.hub = ctx.hub
         self.sub = Subscriber(
             conn_id=conn_id,
             session_key=session.key,
@@ -180,8 +193,8 @@ class ChatConnection:
             send=send,
             close=close,
         )
-        rate, period = services.rate
-        self.bucket = TokenBucket(rate, period, services.clock())
+        rate, period = ctx.settings.chat_rate
+        self.bucket = TokenBucket(rate, period, ctx.clock())
         self.refusals = RefusalWindow(REFUSALS_LIMIT, REFUSALS_WINDOW)
         self.last_typing = -math.inf
         self.kinds: dict[int, str] = {}  # joined channel -> its kind
@@ -194,7 +207,7 @@ class ChatConnection:
         # The session may have ended while the handshake was awaiting (shared stores); the
         # end listener now sees this connection, and this lookup catches an end that came
         # before.
-        if await self.services.store.get_by_key(self.sub.session_key) is None:
+        if await self.ctx.store.get_by_key(self.sub.session_key) is None:
             self.hub.drop(self.sub, CLOSE_SESSION_ENDED, "session ended")
             return False
         self.send_event({"type": "hello", "user": user.to_json()})
@@ -244,7 +257,7 @@ class ChatConnection:
                 "bad_request", "The frame holds a lone surrogate.", frame_ref(data, kind)
             )
         # Every frame re-checks the session, so an expired one is refused at once.
-        session = await self.services.store.get_by_key(self.sub.session_key)
+        session = await self.ctx.store.get_by_key(self.sub.session_key)
         if session is None:
             self.hub.drop(self.sub, CLOSE_SESSION_ENDED, "session ended")
             return
@@ -257,7 +270,7 @@ class ChatConnection:
         if exc.ref is not None:
             event["ref"] = exc.ref
         self.send_event(event)
-        if self.refusals.add(self.services.clock()):
+        if self.refusals.add(self.ctx.clock()):
             self.hub.drop(self.sub, CLOSE_POLICY, "too many refused frames")
 
     # ------------------------------------------------------------------- operations
@@ -266,7 +279,7 @@ class ChatConnection:
 
     async def op_join(self, data: dict[str, Any]) -> None:
         channel_id = channel_field(data, "join")
-        channel = await self.services.db.get_channel(channel_id)
+        channel = await self.ctx.db.get_channel(channel_id)
         if channel is None:
             raise FrameError("not_found", "No such channel.", "join")
         sub = self.sub
@@ -298,7 +311,7 @@ class ChatConnection:
         sub = self.sub
         if channel_id not in sub.channels:
             raise FrameError("not_joined", "You have not joined that channel.", "typing")
-        now = self.services.clock()
+        now = self.ctx.clock()
         if now - self.last_typing < TYPING_INTERVAL and now >= self.last_typing:
             return  # more than one a second: dropped silently
         self.last_typing = now
@@ -331,7 +344,7 @@ class ChatConnection:
             return
         if self.kinds.get(channel_id) == "announcement" and user.role == "student":
             raise FrameError("forbidden", "Only teachers and admins post here.", ref)
-        if not self.bucket.take(self.services.clock()):
+        if not self.bucket.take(self.ctx.clock()):
             raise FrameError("rate_limited", "You are sending too fast; wait a moment.", ref)
         self.hub.begin()
         try:
@@ -343,13 +356,13 @@ class ChatConnection:
         self, channel_id: int, user: User, text: str, client_id: str | None, ref: str
     ) -> None:
         """Commit a message, then show it to the channel and echo it to the sender."""
-        services = self.services
-        await services.store.touch(self.session)  # a chat message is activity
+        ctx = self.ctx
+        await ctx.store.touch(self.session)  # a chat message is activity
         try:
-            stored = await services.db.add_message(channel_id, user, text)
+            stored = await ctx.db.add_message(channel_id, user, text)
         except NotFound:
             raise FrameError("not_found", "That channel no longer exists.", ref) from None
-        services.message_stored(stored)
+        ctx.hooks.message_stored(stored)
         # Committed: only now does anyone, the sender included, see the message.
         event: dict[str, Any] = {
             "type": "message",
@@ -364,10 +377,10 @@ class ChatConnection:
     async def fresh_user(self) -> User | None:
         """The user record as it is now; None (and the socket closed 4001) if disabled."""
         sub = self.sub
-        services = self.services
-        user = await services.db.get_user(sub.user_id)
+        ctx = self.ctx
+        user = await ctx.db.get_user(sub.user_id)
         if user is None or user.disabled:
-            await services.store.end(sub.session_key, END_DISABLED)
+            await ctx.store.end(sub.session_key, END_DISABLED)
             self.hub.drop(sub, CLOSE_SESSION_ENDED, "session ended")
             return None
         sub.user = public_user(user)

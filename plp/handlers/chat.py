@@ -18,7 +18,7 @@ from tornado.httputil import HTTPHeaders
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamBufferFullError, StreamClosedError
 
-from ..chat.connection import ChatConnection, ChatServices
+from ..chat.connection import ChatConnection
 from ..security import origin_allowed
 from .base import ApiHandler
 from .errors import ApiError
@@ -115,16 +115,8 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
         self.loop = IOLoop.current()
         self.last_heard = self.loop.time()
         self.set_nodelay(True)
-        services = ChatServices(
-            hub=ctx.hub,
-            db=ctx.db,
-            store=ctx.store,
-            clock=ctx.clock,
-            rate=ctx.settings.chat_rate,
-            message_stored=ctx.hooks.message_stored,
-        )
         self.connection = ChatConnection(
-            services,
+            ctx,
             conn_id=self.conn_id,
             user=user,
             session=session,

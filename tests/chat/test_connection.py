@@ -1,22 +1,24 @@
 """`ChatConnection` driven without Tornado or a socket (issue 11: the protocol split).
 
 Each connection here is a `ChatConnection` over the real SQLite database, the real memory
-session store and a real `ChatHub`; its socket is a `Peer` that keeps what `send` and `close`
-were given. Frames go in as the text a client would send. The same rules the WebSocket tests
-check end to end must hold with no handler in the way: a message is stored, published to the
-others and echoed with its clientId; malformed frames, binary frames, students in
-announcement channels, senders over the rate, ended sessions and disabled accounts are refused
-exactly as SPEC §8 says, and nothing is stored for them.
+session store, the settings and clock of the test Context and a real `ChatHub` (without the
+wire encoder, so frames arrive as JSON text); its socket is a `Peer` that keeps what `send`
+and `close` were given. Frames go in as the text a client would send. The rules the WebSocket
+tests check end to end must hold with no handler in the way: a message is stored, published
+to the others and echoed with its clientId; malformed frames, binary frames, students in
+announcement channels, senders over the rate, ended sessions and disabled accounts are
+refused as SPEC §8 says, and nothing is stored for them.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from plp.chat.connection import ChatConnection, ChatServices
+from plp.chat.connection import ChatConnection
 from plp.chat.hub import ChatHub
 
 
@@ -38,34 +40,53 @@ class Peer:
         return [frame for frame in self.frames if frame["type"] == kind]
 
 
+class Recorder:
+    """The hooks a connection calls: keeps every committed message."""
+
+    def __init__(self) -> None:
+        self.stored: list[Any] = []
+
+    def message_stored(self, message: Any) -> None:
+        self.stored.append(message)
+
+
+@dataclass
+class ChatPieces:
+    """A `ChatContext`: just the pieces of a Context a chat connection uses."""
+
+    settings: Any
+    clock: Any
+    hub: ChatHub
+    db: Any
+    store: Any
+    hooks: Recorder = field(default_factory=Recorder)
+
+
 @pytest.fixture
 def hub() -> ChatHub:
     return ChatHub()  # no wire encoder: peers get the JSON text
 
 
 @pytest.fixture
-def stored() -> list:
-    return []
+def pieces(ctx, hub) -> ChatPieces:
+    return ChatPieces(ctx.settings, ctx.clock, hub, ctx.db, ctx.store)
 
 
 @pytest.fixture
-def connect(ctx, hub, stored, make_user):
+def stored(pieces) -> list:
+    return pieces.hooks.stored
+
+
+@pytest.fixture
+def connect(ctx, hub, pieces, make_user):
     """Sign a new user in and open a connection for them; (connection, peer, user)."""
 
     async def open_for(username: str, role: str = "student"):
         user = await make_user(username, role)
         _token, session = await ctx.store.create(user.id, ip="10.0.0.9", user_agent="test")
         peer = Peer()
-        services = ChatServices(
-            hub=hub,
-            db=ctx.db,
-            store=ctx.store,
-            clock=ctx.clock,
-            rate=ctx.settings.chat_rate,
-            message_stored=stored.append,
-        )
         conn = ChatConnection(
-            services,
+            pieces,
             conn_id=hub.new_conn_id(),
             user=user,
             session=session,
