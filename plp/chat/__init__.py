@@ -1,6 +1,7 @@
-"""Realtime class chat: the hub (fan-out, presence), limits, and the seams (broker, socket
-counter, presence) that the Redis implementations in plp/redis plug into for several
-processes (plp/context.py picks them)."""
+"""Realtime class chat, without Tornado: the protocol of one connection (connection.py), the
+hub (fan-out, presence counts), limits, and the seams (broker.py, sockets.py, presence.py)
+that the Redis implementations in plp/redis plug into for several processes (plp/context.py
+picks them)."""
 
 from __future__ import annotations
 
