@@ -43,12 +43,13 @@ class PlpApplication(tornado.web.Application):
 
 def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
     """The Tornado application for a context; route lists are joined in order."""
-    from .handlers import api, auth, chat, pages
+    from .handlers import api, auth, channels, chat, pages
 
     settings = ctx.settings
     handlers: list = [
         *auth.routes,
         *api.routes,
+        *channels.routes,
         *chat.routes,
         *pages.routes,
         *api.fallback_routes,

@@ -252,16 +252,16 @@ def create_user_command(settings: Settings, args: argparse.Namespace) -> int:
     if not args.username:
         raise ConfigError("create-user needs --username")
     role: str = args.role
+    from .auth.accounts import validate_new_account
     from .auth.passwords import hash_password
-    from .auth.service import validate_new_account
-    from .errors import ApiError
+    from .errors import InvalidInput
     from .storage import open_database
     from .storage.base import UsernameTaken
 
     password = _read_password()
     try:
         name, secret, shown = validate_new_account(args.username, password, args.display_name)
-    except ApiError as exc:
+    except InvalidInput as exc:
         problems = "; ".join(f"{k}: {v}" for k, v in (exc.fields or {}).items())
         raise ConfigError(problems or exc.message) from None
 

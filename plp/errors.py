@@ -1,32 +1,46 @@
-"""`ApiError`: an HTTP error with a code, a human message and per-field problems."""
+"""Domain errors: what a service refuses and why, in words a person can read.
+
+The services (plp/auth/) raise these and know nothing of HTTP; plp/handlers/base.py maps each
+class to a status and an error code in one table (`ERRORS`), and the command line prints the
+message and fields of an `InvalidInput`. Errors of the storage and session layers live in
+their own modules (`UsernameTaken`, `StorageUnavailable`, ...) and are in the same table.
+"""
 
 from __future__ import annotations
 
-from tornado.web import HTTPError
 
+class DomainError(Exception):
+    """A refusal with a human message and, for input, the problem with each field."""
 
-class ApiError(HTTPError):
-    """Raised by services and handlers; written as JSON for the API and as a page otherwise."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        fields: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(status)
-        self.code = code
+    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
         self.message = message
         self.fields = fields
-        self.headers = headers or {}
-
-    def __str__(self) -> str:
-        return f"HTTP {self.status_code}: {self.code}: {self.message}"
 
 
-def bad_request(message: str, fields: dict[str, str] | None = None) -> ApiError:
-    """A 400 `bad_request`."""
-    return ApiError(400, "bad_request", message, fields=fields)
+class InvalidInput(DomainError):
+    """The values given are refused; `fields` names each bad one."""
+
+
+class InvalidCredentials(DomainError):
+    """The username and password do not match an account (the same for an unknown name)."""
+
+
+class AccountDisabled(DomainError):
+    """The credentials are right, but an admin has disabled the account."""
+
+
+class NotFound(DomainError):
+    """The record the request names does not exist (or is not the caller's to see)."""
+
+
+class Conflict(DomainError):
+    """The change clashes with what is stored (a taken name, an admin demoting themself)."""
+
+
+class RateLimited(DomainError):
+    """Over an abuse limit; `retry_after` is how many seconds until a retry may succeed."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

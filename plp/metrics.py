@@ -16,7 +16,7 @@ import tornado.web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from .security import DEFAULT_HEADERS
+from .security import write_security_headers
 
 if TYPE_CHECKING:
     from .context import Context
@@ -135,8 +135,7 @@ class MetricsNotFound(tornado.web.RequestHandler):
 
     def set_default_headers(self) -> None:
         # SPEC §10 asks it of every response, this loopback listener's included.
-        self._headers.update(DEFAULT_HEADERS)
-        self.clear_header("Server")
+        write_security_headers(self._headers)
         self.set_header("Cache-Control", "no-store")
 
     def prepare(self) -> None:

@@ -1,5 +1,9 @@
 """Security policy in one place: default headers, allowed origins, client address, safe `next`,
-TLS context."""
+TLS context.
+
+`write_security_headers` is the only code that writes the SPEC §10 headers: every handler
+base, the static files and the metrics listener call it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import re
 import ssl
 from urllib.parse import quote, urlsplit
 
-from tornado.httputil import HTTPServerRequest
+from tornado.httputil import HTTPHeaders, HTTPServerRequest
 
 from .config import ConfigError, Settings
 
@@ -36,6 +40,29 @@ def request_scheme(request: HTTPServerRequest, settings: Settings) -> str:
         if forwarded in ("http", "https"):
             return forwarded
     return "https" if settings.tls else "http"
+
+
+def write_security_headers(
+    headers: HTTPHeaders,
+    request: HTTPServerRequest | None = None,
+    settings: Settings | None = None,
+) -> None:
+    """Put the SPEC §10 headers into a response's headers and drop `Server`.
+
+    HSTS is added in production when the client came over HTTPS, which only the request and
+    the settings can tell; without them (the loopback metrics listener) it is left out.
+    """
+    # Constants already valid as header values: straight into the header map, skipping
+    # set_header's per-value check (this runs for every response).
+    headers.update(DEFAULT_HEADERS)
+    headers.pop("Server", None)
+    if (
+        request is not None
+        and settings is not None
+        and settings.production
+        and request_scheme(request, settings) == "https"
+    ):
+        headers["Strict-Transport-Security"] = HSTS
 
 
 def client_ip(request: HTTPServerRequest, settings: Settings) -> str:

@@ -1,9 +1,9 @@
 """`authenticated` and `require_role`: guards for handler methods, API- and page-aware.
 
-Not signed in: API handlers answer 401 `not_authenticated`, pages redirect to
-`/login?next=<path>`. Wrong role: 403 `forbidden` (JSON for the API, a page otherwise).
-The role is read from the user record loaded for this request, so an admin's change
-applies at once.
+Not signed in: the handler's `refuse_anonymous` answers (every ApiHandler: 401
+`not_authenticated`; pages: a redirect to `/login?next=<path>` for GET, 401 otherwise).
+Wrong role: 403 `forbidden` (JSON for the API, a page otherwise). The role is read from the
+user record loaded for this request, so an admin's change applies at once.
 """
 
 from __future__ import annotations
@@ -11,18 +11,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import urlencode
 
-from ..errors import ApiError
 from ..handlers.base import BaseHandler
+from ..handlers.errors import ApiError
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any] | Any])
-
-
-def _refuse_anonymous(handler: BaseHandler) -> None:
-    if getattr(handler, "is_api", False) or handler.request.method not in ("GET", "HEAD"):
-        raise ApiError(401, "not_authenticated", "Sign in to continue.")
-    handler.redirect("/login?" + urlencode({"next": handler.request.uri or "/dashboard"}))
 
 
 def authenticated(method: F) -> F:
@@ -31,7 +24,7 @@ def authenticated(method: F) -> F:
     @functools.wraps(method)
     async def wrapper(self: BaseHandler, *args: Any, **kwargs: Any) -> Any:
         if self.current_user is None:
-            _refuse_anonymous(self)
+            self.refuse_anonymous()
             return None
         result = method(self, *args, **kwargs)
         if result is not None and hasattr(result, "__await__"):
@@ -53,7 +46,7 @@ def require_role(*roles: str) -> Callable[[F], F]:
         @functools.wraps(method)
         async def wrapper(self: BaseHandler, *args: Any, **kwargs: Any) -> Any:
             if self.current_user is None:
-                _refuse_anonymous(self)
+                self.refuse_anonymous()
                 return None
             if not has_role(self.current_user, roles):
                 raise ApiError(403, "forbidden", "Your account may not do this.")

@@ -12,12 +12,12 @@ the hub and closed with 1008, so one slow client cannot hold up or bloat the oth
 Events cross process boundaries only through a `Broker`: `LocalBroker` delivers in this
 process; a shared broker (Redis pub/sub) can replace it without touching the handlers.
 Likewise the socket caps (`SocketCounter`) and who is online in a channel (`Presence`) are
-behind small interfaces: the in-process versions here, the Redis ones in plp/redis/node.py.
+behind small interfaces. The seams and their in-process versions live in broker.py,
+sockets.py and presence.py beside this module; the Redis ones in plp/redis/.
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import itertools
 import json
@@ -25,6 +25,10 @@ import logging
 import secrets
 from collections.abc import Callable
 from typing import Any
+
+from .broker import Broker, LocalBroker
+from .presence import LocalPresence, Presence
+from .sockets import MemorySocketCounter, SocketCounter
 
 log = logging.getLogger(__name__)
 
@@ -82,173 +86,6 @@ class Subscriber:
         self.send = send
         self.close = close
         self.channels: set[int] = set()
-
-
-class Broker(abc.ABC):
-    """Carries hub events between processes; every process's hub receives them."""
-
-    hub: ChatHub
-
-    def bind(self, hub: ChatHub) -> None:
-        """Attach the hub that receives this process's deliveries."""
-        self.hub = hub
-
-    @abc.abstractmethod
-    def publish(self, channel_id: int, frame: str, exclude: str | None) -> None:
-        """Deliver `frame` to the channel's subscribers everywhere but connection `exclude`."""
-
-    @abc.abstractmethod
-    def channel_deleted(self, channel_id: int, frame: str) -> None:
-        """Everywhere: send `frame` to the channel's subscribers, then drop them from it."""
-
-    @abc.abstractmethod
-    def end_session(self, key: str) -> None:
-        """Everywhere: close the sockets of session `key` with 4001."""
-
-    async def start(self) -> None:  # noqa: B027 - optional hook
-        """Begin receiving from other processes."""
-
-    async def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections."""
-
-
-class SocketCounter(abc.ABC):
-    """Admission for the socket caps: a slot per open socket, per user and per address."""
-
-    @abc.abstractmethod
-    async def acquire(
-        self, conn_id: str, user_id: int, address: str, per_user: int, per_address: int
-    ) -> str | None:
-        """Take a slot for `conn_id`; None, or why it is refused ('user', 'address').
-
-        Raises SessionStoreUnavailable when a shared counter cannot be reached.
-        """
-
-    @abc.abstractmethod
-    def release(self, conn_id: str) -> None:
-        """Give back the slot of `conn_id` (no-op if it holds none); never raises."""
-
-    async def start(self) -> None:  # noqa: B027 - optional hook
-        """Begin (shared counters: register this process)."""
-
-    async def close(self) -> None:  # noqa: B027 - optional hook
-        """Release every slot of this process and connections."""
-
-
-class MemorySocketCounter(SocketCounter):
-    """Counts in this process only (session-backend memory: there is only one process)."""
-
-    def __init__(self) -> None:
-        self.held: dict[str, tuple[int, str]] = {}
-        self.by_user: dict[int, int] = {}
-        self.by_address: dict[str, int] = {}
-
-    def refusal(self, user_id: int, address: str, per_user: int, per_address: int) -> str | None:
-        """Why this process's own counts refuse another socket, or None."""
-        if self.by_user.get(user_id, 0) >= per_user:
-            return "user"
-        if self.by_address.get(address, 0) >= per_address:
-            return "address"
-        return None
-
-    async def acquire(
-        self, conn_id: str, user_id: int, address: str, per_user: int, per_address: int
-    ) -> str | None:
-        why = self.refusal(user_id, address, per_user, per_address)
-        if why is None:
-            self.record(conn_id, user_id, address)
-        return why
-
-    def record(self, conn_id: str, user_id: int, address: str) -> None:
-        """Count a slot as held here."""
-        if conn_id in self.held:
-            return
-        self.held[conn_id] = (user_id, address)
-        self.by_user[user_id] = self.by_user.get(user_id, 0) + 1
-        self.by_address[address] = self.by_address.get(address, 0) + 1
-
-    def forget(self, conn_id: str) -> tuple[int, str] | None:
-        """Stop counting a slot here; what it was (user id, address), or None."""
-        slot = self.held.pop(conn_id, None)
-        if slot is None:
-            return None
-        for table, key in ((self.by_user, slot[0]), (self.by_address, slot[1])):
-            left = table.get(key, 0) - 1
-            if left > 0:
-                table[key] = left
-            else:
-                table.pop(key, None)
-        return slot
-
-    def release(self, conn_id: str) -> None:
-        self.forget(conn_id)
-
-
-class Presence(abc.ABC):
-    """Who is online in each channel, and the `presence` events when that changes.
-
-    The hub counts its own connections per channel and user, and calls `arrived` when a
-    user's first connection here joins a channel and `departed` when their last one here
-    leaves it; an implementation decides whether that changes anything for everyone.
-    """
-
-    hub: ChatHub
-
-    def bind(self, hub: ChatHub) -> None:
-        """Attach the hub whose connections are counted."""
-        self.hub = hub
-
-    @abc.abstractmethod
-    def arrived(self, channel_id: int, user: dict[str, Any], conn_id: str) -> None:
-        """The user's first connection in this process joined the channel."""
-
-    @abc.abstractmethod
-    def departed(self, channel_id: int, user: dict[str, Any], *, announce: bool = True) -> None:
-        """The user's last connection in this process left the channel (or it was deleted)."""
-
-    @abc.abstractmethod
-    async def others(self, channel_id: int, user_id: int) -> list[dict[str, Any]]:
-        """Users online in the channel, but `user_id`; one public-user dict each."""
-
-    async def start(self) -> None:  # noqa: B027 - optional hook
-        """Begin (shared presence: register this process)."""
-
-    async def close(self) -> None:  # noqa: B027 - optional hook
-        """Withdraw this process's users (shared presence) and release connections."""
-
-
-class LocalPresence(Presence):
-    """One process: presence is this hub's own counts, events go out through the broker."""
-
-    def arrived(self, channel_id: int, user: dict[str, Any], conn_id: str) -> None:
-        self.hub.publish(
-            channel_id,
-            {"type": "presence", "channel": channel_id, "user": user, "status": "online"},
-            exclude=conn_id,
-        )
-
-    def departed(self, channel_id: int, user: dict[str, Any], *, announce: bool = True) -> None:
-        if announce and not self.hub.closing:
-            self.hub.publish(
-                channel_id,
-                {"type": "presence", "channel": channel_id, "user": user, "status": "offline"},
-            )
-
-    async def others(self, channel_id: int, user_id: int) -> list[dict[str, Any]]:
-        return self.hub.online(channel_id, exclude_user=user_id)
-
-
-class LocalBroker(Broker):
-    """A single process: every call is a direct delivery to this process's hub."""
-
-    def publish(self, channel_id: int, frame: str, exclude: str | None) -> None:
-        self.hub.deliver(channel_id, frame, exclude)
-
-    def channel_deleted(self, channel_id: int, frame: str) -> None:
-        self.hub.drop_channel(channel_id, frame)
-
-    def end_session(self, key: str) -> None:
-        self.hub.close_session(key)
 
 
 class ChatHub:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
+from typing import Any
 
-from ..auth import service
+from ..auth import accounts, service
 from ..auth.decorators import authenticated, require_role
-from ..errors import ApiError, bad_request
 from ..sessions.base import Session
 from ..storage.base import iso_from_epoch
-from .base import ApiHandler, check_body_size, field
+from .base import ApiHandler, check_body_size
+from .errors import ApiError
 
 AUDIT_LIMIT_MAX = 500
 # Generated from docs/openapi.yaml by scripts/openapi-json; package data, so the one-file
@@ -43,10 +44,28 @@ def parse_id(raw: str) -> int:
     return int(raw)
 
 
+def _field_error(name: str, problem: str) -> ApiError:
+    return ApiError(400, "bad_request", f"Field {name}: {problem}", fields={name: problem})
+
+
+def field(data: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
+    """data[name] checked for type; a missing or mistyped field is a 400 naming it."""
+    if name not in data or data[name] is None:
+        if required:
+            raise _field_error(name, "This field is required.")
+        return None
+    value = data[name]
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise _field_error(name, "Must be an integer.")
+    if kind is bool and not isinstance(value, bool):
+        raise _field_error(name, "Must be true or false.")
+    if kind is str and not isinstance(value, str):
+        raise _field_error(name, "Must be a string.")
+    return value
+
+
 class MeHandler(ApiHandler):
     """GET /api/users/me."""
-
-    is_api = True
 
     @authenticated
     def get(self) -> None:
@@ -55,8 +74,6 @@ class MeHandler(ApiHandler):
 
 class PasswordHandler(ApiHandler):
     """POST /api/users/me/password: change password, end other sessions, new cookie."""
-
-    is_api = True
 
     @authenticated
     async def post(self) -> None:
@@ -77,8 +94,6 @@ class PasswordHandler(ApiHandler):
 class SessionsHandler(ApiHandler):
     """GET /api/sessions: the user's own live sessions."""
 
-    is_api = True
-
     @authenticated
     async def get(self) -> None:
         store = self.ctx.store
@@ -96,8 +111,6 @@ class SessionsHandler(ApiHandler):
 class SessionHandler(ApiHandler):
     """DELETE /api/sessions/{id}: end one of the user's own sessions."""
 
-    is_api = True
-
     @authenticated
     async def delete(self, handle: str) -> None:
         await service.revoke_session(self.ctx, self.user, handle, ip=self.ip)
@@ -108,8 +121,6 @@ class SessionHandler(ApiHandler):
 class AdminUsersHandler(ApiHandler):
     """GET /api/admin/users."""
 
-    is_api = True
-
     @require_role("admin")
     async def get(self) -> None:
         users = await self.ctx.db.list_users()
@@ -119,12 +130,10 @@ class AdminUsersHandler(ApiHandler):
 class AdminUserHandler(ApiHandler):
     """PATCH /api/admin/users/{id} {role?, disabled?}."""
 
-    is_api = True
-
     @require_role("admin")
     async def patch(self, raw_id: str) -> None:
         data = self.get_json_body()
-        user = await service.admin_update_user(
+        user = await accounts.admin_update_user(
             self.ctx,
             self.user,
             parse_id(raw_id),
@@ -138,11 +147,9 @@ class AdminUserHandler(ApiHandler):
 class AdminUserSessionsHandler(ApiHandler):
     """DELETE /api/admin/users/{id}/sessions."""
 
-    is_api = True
-
     @require_role("admin")
     async def delete(self, raw_id: str) -> None:
-        await service.admin_revoke_sessions(self.ctx, self.user, parse_id(raw_id), ip=self.ip)
+        await accounts.admin_revoke_sessions(self.ctx, self.user, parse_id(raw_id), ip=self.ip)
         self.set_status(204)
         self.finish()
 
@@ -150,15 +157,15 @@ class AdminUserSessionsHandler(ApiHandler):
 class AdminAuditHandler(ApiHandler):
     """GET /api/admin/audit?limit=."""
 
-    is_api = True
-
     @require_role("admin")
     async def get(self) -> None:
         raw = self.get_query_argument("limit", "100")
         if not is_ascii_number(raw) or len(raw) > 6 or not 1 <= int(raw) <= AUDIT_LIMIT_MAX:
-            raise bad_request(
+            raise ApiError(
+                400,
+                "bad_request",
                 f"limit must be a whole number from 1 to {AUDIT_LIMIT_MAX}.",
-                {"limit": f"From 1 to {AUDIT_LIMIT_MAX}."},
+                fields={"limit": f"From 1 to {AUDIT_LIMIT_MAX}."},
             )
         events = await self.ctx.db.list_audit(int(raw))
         self.write_json({"events": [e.to_json() for e in events]})
@@ -166,8 +173,6 @@ class AdminAuditHandler(ApiHandler):
 
 class HealthHandler(ApiHandler):
     """GET /healthz."""
-
-    is_api = True
 
     async def prepare(self) -> None:
         pass  # health checks carry no session and must not depend on the session store
@@ -185,8 +190,6 @@ def openapi_document() -> bytes:
 class OpenApiHandler(ApiHandler):
     """GET /api/openapi.json: the OpenAPI 3.1 description of the JSON API."""
 
-    is_api = True
-
     async def prepare(self) -> None:
         check_body_size(self)  # no session lookup: the document is public and the same for all
 
@@ -196,8 +199,6 @@ class OpenApiHandler(ApiHandler):
 
 class NotFoundApiHandler(ApiHandler):
     """Any other /api/ path: JSON 404."""
-
-    is_api = True
 
     def prepare(self) -> None:  # type: ignore[override]
         raise ApiError(404, "not_found", "No such API endpoint.")

@@ -12,16 +12,12 @@ CLEAR_SITE_DATA = '"cookies", "storage"'
 class CsrfHandler(ApiHandler):
     """GET /api/auth/csrf: the XSRF token for API clients (also sets the `_xsrf` cookie)."""
 
-    is_api = True
-
     def get(self) -> None:
         self.write_json({"token": self.xsrf_token.decode()})
 
 
 class RegisterHandler(ApiHandler):
     """POST /api/auth/register: create a student account and sign it in."""
-
-    is_api = True
 
     async def post(self) -> None:
         data = self.get_json_body()
@@ -41,8 +37,6 @@ class RegisterHandler(ApiHandler):
 class LoginHandler(ApiHandler):
     """POST /api/auth/login: a new session for valid credentials."""
 
-    is_api = True
-
     async def post(self) -> None:
         data = self.get_json_body()
         user = await service.authenticate(
@@ -61,8 +55,6 @@ class LoginHandler(ApiHandler):
 class LogoutHandler(ApiHandler):
     """POST /api/auth/logout: end this session and clear the cookie."""
 
-    is_api = True
-
     @authenticated
     async def post(self) -> None:
         await service.logout(self.ctx, self.user, self.session, ip=self.ip)
@@ -73,8 +65,6 @@ class LogoutHandler(ApiHandler):
 
 class LogoutAllHandler(ApiHandler):
     """POST /api/auth/logout-all: end every session of this user."""
-
-    is_api = True
 
     @authenticated
     async def post(self) -> None:

@@ -7,17 +7,18 @@ import json
 import logging
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import tornado.web
 from tornado.escape import utf8
 from tornado.httputil import parse_cookie
 from tornado.web import HTTPError
 
-from ..errors import ApiError
-from ..security import DEFAULT_HEADERS, HSTS, client_ip, origin_allowed, request_scheme
+from ..security import client_ip, origin_allowed, write_security_headers
 from ..sessions.base import END_DISABLED, Session, SessionStoreUnavailable
 from ..storage.base import StorageUnavailable, UnstorableValue, User
 from .display import device_name, friendly_time
+from .errors import ERROR_CODES, ApiError, answer_for, http_error
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -26,41 +27,11 @@ log = logging.getLogger(__name__)
 
 MAX_JSON_BODY = 64 * 1024
 
-# A shared backend being down is an outage, not a bug: a clear 503 the client may retry.
-BACKEND_DOWN_RETRY_AFTER = "5"
-
-
-def backend_unavailable(exc: BaseException) -> ApiError:
-    """The 503 for a session store or database that cannot be reached."""
-    if isinstance(exc, StorageUnavailable):
-        message = "The database is unavailable; try again shortly."
-    else:
-        message = "Sessions are unavailable; try again shortly."
-    return ApiError(503, "unavailable", message, headers={"Retry-After": BACKEND_DOWN_RETRY_AFTER})
-
-
-def unstorable_value() -> ApiError:
-    """The 400 for input the database refused (e.g. NUL where PostgreSQL stores text)."""
-    return ApiError(400, "bad_request", "The request contains characters that cannot be stored.")
-
-
 # Error pages are read by children: plain words instead of protocol jargon.
 PAGE_MESSAGES = {
     "method_not_allowed": "This address cannot be opened like that.",
     "xsrf": "This form is out of date (its XSRF security check failed).",
     "too_large": "What you sent is too large: at most 64 KiB fits.",
-}
-
-ERROR_CODES = {
-    400: "bad_request",
-    401: "not_authenticated",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "too_large",
-    429: "rate_limited",
-    503: "unavailable",
 }
 
 
@@ -91,15 +62,8 @@ class BaseHandler(tornado.web.RequestHandler):
         return self.request.headers.get("User-Agent", "")[:200]
 
     def set_default_headers(self) -> None:
-        # Runs for every response. The values are constants already valid as header values,
-        # so they go straight into Tornado's header map instead of through set_header's
-        # per-value check.
-        headers = self._headers
-        headers.update(DEFAULT_HEADERS)
-        headers.pop("Server", None)
         ctx = self.ctx
-        if ctx.settings.production and request_scheme(self.request, ctx.settings) == "https":
-            headers["Strict-Transport-Security"] = HSTS
+        write_security_headers(self._headers, self.request, ctx.settings)
         origin = self.request.headers.get("Origin")
         if origin and ctx.settings.cors_origins and origin.lower() in ctx.settings.cors_origins:
             self.set_header("Access-Control-Allow-Origin", origin)
@@ -128,7 +92,7 @@ class BaseHandler(tornado.web.RequestHandler):
             try:
                 session = await ctx.store.get_by_key(key)
             except SessionStoreUnavailable as exc:
-                raise backend_unavailable(exc) from exc
+                raise http_error(exc) from exc
         if session is None:
             ctx.signer.forget(raw)
             self.clear_session_cookie()
@@ -153,6 +117,12 @@ class BaseHandler(tornado.web.RequestHandler):
     def get_current_user(self) -> User | None:
         return None  # set by prepare(); get_current_user cannot await
 
+    def refuse_anonymous(self) -> None:
+        """Nobody is signed in: a page GET goes to the sign-in page, anything else gets 401."""
+        if self.request.method not in ("GET", "HEAD"):
+            raise ApiError(401, "not_authenticated", "Sign in to continue.")
+        self.redirect("/login?" + urlencode({"next": self.request.uri or "/dashboard"}))
+
     def set_session_cookie(self, token: str) -> None:
         settings = self.ctx.settings
         self.set_cookie(
@@ -174,10 +144,6 @@ class BaseHandler(tornado.web.RequestHandler):
             secure=settings.production,
             samesite="Lax",
         )
-
-    def start_session_for(self, session_token: str) -> None:
-        """Put a freshly created session's token in the cookie."""
-        self.set_session_cookie(session_token)
 
     def check_xsrf_cookie(self) -> None:
         try:
@@ -279,23 +245,20 @@ class BaseHandler(tornado.web.RequestHandler):
         )
 
     def _handle_request_exception(self, e: BaseException) -> None:
-        # Store or database down anywhere in a handler: answer 503 `unavailable`, not 500.
+        # Domain and backend errors leave a handler as the answer `ERRORS` gives them (a
+        # database or session store that is down: 503 `unavailable`, not a 500).
+        if answer_for(e) is None:
+            super()._handle_request_exception(e)
+            return
         if isinstance(e, (SessionStoreUnavailable, StorageUnavailable)):
             log.warning("%s: backend unavailable (%s)", self.request.path, e)
-            try:
-                raise backend_unavailable(e) from e
-            except ApiError as api:
-                super()._handle_request_exception(api)
-            return
-        if isinstance(e, UnstorableValue):
+        elif isinstance(e, UnstorableValue):
             # Validation should have refused it; the database did. Still the client's input.
             log.warning("%s: value refused by the database (%s)", self.request.path, e)
-            try:
-                raise unstorable_value() from e
-            except ApiError as api:
-                super()._handle_request_exception(api)
-            return
-        super()._handle_request_exception(e)
+        try:
+            raise http_error(e) from e  # Tornado reads the error being handled from exc_info
+        except ApiError as api:
+            super()._handle_request_exception(api)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, HTTPError):
@@ -317,6 +280,10 @@ class ApiHandler(BaseHandler):
         headers = self._headers  # constants, as in BaseHandler.set_default_headers
         headers["Content-Type"] = "application/json; charset=UTF-8"
         headers["Cache-Control"] = "no-store"
+
+    def refuse_anonymous(self) -> None:
+        # An API client cannot follow a redirect to a sign-in form: 401 whatever the method.
+        raise ApiError(401, "not_authenticated", "Sign in to continue.")
 
     def compute_etag(self) -> str | None:
         # API responses are `Cache-Control: no-store`, so an ETag could never be used;
@@ -362,31 +329,3 @@ def check_body_size(handler: BaseHandler) -> None:
     """413 for any body over the JSON limit (forms included)."""
     if len(handler.request.body) > MAX_JSON_BODY:
         raise ApiError(413, "too_large", "The request body is larger than 64 KiB.")
-
-
-def _field_error(name: str, problem: str) -> ApiError:
-    return ApiError(400, "bad_request", f"Field {name}: {problem}", fields={name: problem})
-
-
-def field(data: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
-    """data[name] checked for type; a missing or mistyped field is a 400 naming it."""
-    if name not in data or data[name] is None:
-        if required:
-            raise _field_error(name, "This field is required.")
-        return None
-    value = data[name]
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise _field_error(name, "Must be an integer.")
-    if kind is bool and not isinstance(value, bool):
-        raise _field_error(name, "Must be true or false.")
-    if kind is str and not isinstance(value, str):
-        raise _field_error(name, "Must be a string.")
-    return value
-
-
-def status_phrase(status: int) -> str:
-    """The standard reason phrase for a status code."""
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"

@@ -26,8 +26,8 @@ import tornado.web
 from tornado import httputil
 from tornado.ioloop import IOLoop
 
-from ..errors import ApiError
 from .base import MAX_JSON_BODY, ApiHandler, BaseHandler
+from .errors import ApiError
 
 MAX_BODY = MAX_JSON_BODY
 DRAIN_MAX = 16 * 1024 * 1024
@@ -58,8 +58,6 @@ def is_api_path(path: str) -> bool:
 @tornado.web.stream_request_body
 class TooLargeApiHandler(ApiHandler):
     """The 413 `too_large` for an API request whose body was refused."""
-
-    is_api = True
 
     async def prepare(self) -> None:
         raise ApiError(413, "too_large", TOO_LARGE_MESSAGE)

@@ -1,4 +1,4 @@
-"""Server-rendered pages and their forms: /, /login, /register, /logout, /dashboard, ..."""
+"""Server-rendered pages and their forms: /, /login, /register, /logout, /dashboard, /chat, ..."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from typing import Any
 import tornado.web
 from tornado.web import HTTPError
 
-from ..auth import service
+from ..auth import accounts, service
 from ..auth.decorators import authenticated, require_role
-from ..errors import ApiError
-from ..security import DEFAULT_HEADERS, HSTS, request_scheme, safe_next
+from ..errors import DomainError, InvalidInput, NotFound
+from ..security import safe_next, write_security_headers
 from ..storage.base import ROLES, iso_from_epoch
 from .api import parse_id
 from .auth import CLEAR_SITE_DATA
 from .base import BaseHandler, check_body_size
+from .errors import ApiError, http_error
 
 
 class PageHandler(BaseHandler):
@@ -34,11 +35,13 @@ class PageHandler(BaseHandler):
         """Follow `next` only when it is a same-site relative path."""
         self.redirect(safe_next(self.get_argument("next", None)))
 
-    def render_error_form(self, template: str, exc: ApiError, **values: Any) -> None:
-        self.set_status(exc.status_code)
-        for name, value in exc.headers.items():
+    def render_error_form(self, template: str, exc: DomainError, **values: Any) -> None:
+        """The form again, with the service's refusal, under the status `ERRORS` gives it."""
+        error = http_error(exc)
+        self.set_status(error.status_code)
+        for name, value in error.headers.items():
             self.set_header(name, value)
-        self.render_page(template, error=exc.message, fields=exc.fields or {}, **values)
+        self.render_page(template, error=error.message, fields=error.fields or {}, **values)
 
 
 class IndexHandler(PageHandler):
@@ -62,7 +65,7 @@ class LoginPage(PageHandler):
             user = await service.authenticate(
                 self.ctx, username=username, password=self.form("password"), ip=self.ip
             )
-        except ApiError as exc:
+        except DomainError as exc:
             self.render_error_form("login.html", exc, username=username, next=self.next_value())
             return
         token = await service.start_session(
@@ -94,7 +97,7 @@ class RegisterPage(PageHandler):
                 user_agent=self.user_agent,
                 previous=self.session,
             )
-        except ApiError as exc:
+        except DomainError as exc:
             self.render_error_form(
                 "register.html", exc, username=username, display_name=display_name
             )
@@ -119,6 +122,15 @@ class DashboardPage(PageHandler):
     async def get(self) -> None:
         channels = await self.ctx.db.list_channels()
         self.render_page("dashboard.html", channels=channels)
+
+
+class ChatPage(PageHandler):
+    """GET /chat: the chat page; chat.js does the rest over /ws/chat."""
+
+    @authenticated
+    async def get(self) -> None:
+        channels = await self.ctx.db.list_channels()
+        self.render_page("chat.html", channels=channels)
 
 
 class SessionsPage(PageHandler):
@@ -147,7 +159,7 @@ class SessionRevokePage(PageHandler):
         handle = self.form("session")
         try:
             await service.revoke_session(self.ctx, self.user, handle, ip=self.ip)
-        except ApiError:
+        except NotFound:
             pass  # already ended (another tab, expiry): the list below shows the truth
         if handle and self.session is not None and handle == self.session.handle:
             self.clear_session_cookie()
@@ -177,11 +189,8 @@ class AccountPage(PageHandler):
         new, confirm = self.form("newPassword"), self.form("confirmPassword")
         try:
             if new != confirm:
-                raise ApiError(
-                    400,
-                    "bad_request",
-                    "The new passwords do not match.",
-                    fields={"confirmPassword": "Does not match."},
+                raise InvalidInput(
+                    "The new passwords do not match.", {"confirmPassword": "Does not match."}
                 )
             token = await service.change_password(
                 self.ctx,
@@ -192,7 +201,7 @@ class AccountPage(PageHandler):
                 ip=self.ip,
                 user_agent=self.user_agent,
             )
-        except ApiError as exc:
+        except DomainError as exc:
             self.render_error_form("account.html", exc, notice="")
             return
         self.set_session_cookie(token)
@@ -222,9 +231,9 @@ class AdminUserPage(PageHandler):
         user_id = parse_id(raw_id)
         action = self.form("action")
         if action == "revoke":
-            await service.admin_revoke_sessions(self.ctx, self.user, user_id, ip=self.ip)
+            await accounts.admin_revoke_sessions(self.ctx, self.user, user_id, ip=self.ip)
         elif action in ("disable", "enable", "role"):
-            await service.admin_update_user(
+            await accounts.admin_update_user(
                 self.ctx,
                 self.user,
                 user_id,
@@ -256,12 +265,8 @@ class StaticHandler(tornado.web.StaticFileHandler):
     """Static files with the same security headers as every other response."""
 
     def set_default_headers(self) -> None:
-        for name, value in DEFAULT_HEADERS.items():
-            self.set_header(name, value)
-        self.clear_header("Server")
         settings = self.application.ctx.settings  # type: ignore[attr-defined]
-        if settings.production and request_scheme(self.request, settings) == "https":
-            self.set_header("Strict-Transport-Security", HSTS)
+        write_security_headers(self._headers, self.request, settings)
 
     def parse_url_path(self, url_path: str) -> str:
         # Only plain relative names can be files here: a NUL (os.stat raises ValueError: a
@@ -306,6 +311,7 @@ routes = [
     (r"/register", RegisterPage),
     (r"/logout", LogoutPage),
     (r"/dashboard", DashboardPage),
+    (r"/chat", ChatPage),
     (r"/sessions", SessionsPage),
     (r"/sessions/revoke", SessionRevokePage),
     (r"/sessions/logout-all", LogoutAllPage),
