@@ -332,12 +332,12 @@ def strings(value: object) -> list[str]:
 # -- a slow database ----------------------------------------------------------------------
 
 
+# PostgreSQL only: SQLite runs inline, so a locked database stalls the loop and nothing queues.
+@pytest.mark.parametrize("db", ["postgres"], indirect=True)
 @pytest.mark.gen_test(timeout=60)
 async def test_a_stalled_database_cannot_pile_up_audit_writes(ctx, make_client, caplog):
     """PostgreSQL with the audit table locked by another client: writes wait in a bounded
     queue, the overflow is dropped and logged once, requests are still answered."""
-    if not hasattr(ctx.db, "test_url"):
-        pytest.skip("SQLite runs inline: a locked database stalls the loop, nothing queues")
     import psycopg
 
     caplog.set_level(logging.INFO)
