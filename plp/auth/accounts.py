@@ -51,13 +51,14 @@ def clean_display_name(raw: object, username: str) -> str:
         return username
     if not isinstance(raw, str):
         raise InvalidInput("Display name must be a string.", {"displayName": "Must be a string."})
-    if not raw.strip():
-        return username
+    # Length first: 100 spaces are too long, not "blank, so the username".
     if len(raw) > DISPLAY_NAME_MAX:
         raise InvalidInput(
             "Display name is too long.",
             {"displayName": f"At most {DISPLAY_NAME_MAX} characters."},
         )
+    if not raw.strip():
+        return username
     if not raw.isprintable():
         raise InvalidInput(
             "Display name contains characters that cannot be shown.",

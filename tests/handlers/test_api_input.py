@@ -430,6 +430,7 @@ async def test_duplicate_username_case_insensitive(api):
         "\u202eevil",
         "zero\u200bwidth",
         "d" * 65,
+        " " * 100,  # too long even though blank (schemathesis found it stored as the username)
         "\ud800",
     ],
     ids=repr,
