@@ -26,7 +26,7 @@ import logging
 import secrets
 from typing import Any
 
-from ..chat.hub import Broker
+from ..chat.broker import Broker
 from ..sessions.base import SessionStoreUnavailable
 from .client import DEFAULT_PREFIX, channel_name, connect, is_down, subscribe_forever
 

@@ -44,7 +44,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from ..chat.hub import ChatHub, MemorySocketCounter, Presence, dumps
+from ..chat.hub import ChatHub, dumps
+from ..chat.presence import Presence
+from ..chat.sockets import MemorySocketCounter
 from ..sessions.base import SessionStoreUnavailable
 from .broker import CHAT_CHANNEL, MESSAGE, NOBODY, event_pattern
 from .client import DEFAULT_PREFIX, channel_name, connect, is_down, lua
