@@ -12,60 +12,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from plp.sessions.base import END_REVOKED
 from tests.support import PASSWORD, body, wait_until
-
-WAIT = 10.0  # generous: only bounds a hang, never asserts speed
-
-
-class Peer:
-    """A real WebSocket client plus the user it is signed in as."""
-
-    def __init__(self, conn: WebSocketClientConnection, user: Any, cookie: str) -> None:
-        self.conn = conn
-        self.user = user
-        self.cookie = cookie
-
-    async def send(self, frame: Any) -> None:
-        await self.conn.write_message(frame if isinstance(frame, str) else json.dumps(frame))
-
-    async def recv(self) -> dict[str, Any] | None:
-        raw = await asyncio.wait_for(self.conn.read_message(), WAIT)
-        return None if raw is None else json.loads(raw)
-
-    async def expect(self, type_: str, **fields: Any) -> dict[str, Any]:
-        """The next frame, which must be of this type (and carry these fields)."""
-        frame = await self.recv()
-        assert frame is not None, f"closed ({self.conn.close_code}) while waiting for {type_}"
-        assert frame["type"] == type_, frame
-        for name, value in fields.items():
-            assert frame[name] == value, frame
-        return frame
-
-    async def closed(self) -> int | None:
-        """Wait for the server to close; the close code."""
-        while True:
-            raw = await asyncio.wait_for(self.conn.read_message(), WAIT)
-            if raw is None:
-                return self.conn.close_code
-
-    async def join(self, channel: int = 1) -> None:
-        await self.send({"type": "join", "channel": channel})
-        await self.expect("joined", channel=channel)
-
-    async def roundtrip(self) -> None:
-        """A ping/pong: everything the server queued before it has arrived."""
-        await self.send({"type": "ping"})
-        while True:
-            frame = await self.recv()
-            assert frame is not None
-            if frame["type"] == "pong":
-                return
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def ws_url(base_url: str) -> str:
-    return "ws" + base_url[len("http") :] + "/ws/chat"
+from tests.support.ws import WAIT, Peer, ws_url
 
 
 @pytest.fixture

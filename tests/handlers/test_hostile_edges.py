@@ -27,8 +27,8 @@ from plp.chat.wire import text_frame
 from plp.handlers.bodylimit import DRAIN_MAX
 from plp.log import JsonFormatter
 from tests.support import PASSWORD, body
+from tests.support.ws import WAIT, Peer, ws_url
 
-WAIT = 10.0  # bounds a hang only; nothing here asserts speed
 KIB = 1024
 MIB = 1024 * KIB
 
@@ -281,50 +281,6 @@ async def test_no_real_route_skips_xsrf(app, ctx, client, make_user, session_coo
 # ------------------------------------------- WebSocket helpers (items 4 and 12)
 
 
-class Peer:
-    """A real WebSocket client, the user it is signed in as, and its cookie."""
-
-    def __init__(self, conn: WebSocketClientConnection, user: Any) -> None:
-        self.conn = conn
-        self.user = user
-
-    async def send(self, frame: Any) -> None:
-        await self.conn.write_message(frame if isinstance(frame, str) else json.dumps(frame))
-
-    async def recv(self) -> dict[str, Any] | None:
-        raw = await asyncio.wait_for(self.conn.read_message(), WAIT)
-        return None if raw is None else json.loads(raw)
-
-    async def expect(self, type_: str, **fields: Any) -> dict[str, Any]:
-        frame = await self.recv()
-        assert frame is not None, f"closed ({self.conn.close_code}) waiting for {type_}"
-        assert frame["type"] == type_, frame
-        for name, value in fields.items():
-            assert frame[name] == value, frame
-        return frame
-
-    async def until_pong(self) -> list[dict[str, Any]]:
-        """Ping, and every frame that arrived before the pong (the socket must stay open)."""
-        await self.send({"type": "ping"})
-        frames = []
-        while True:
-            frame = await self.recv()
-            assert frame is not None, f"socket closed ({self.conn.close_code})"
-            if frame["type"] == "pong":
-                return frames
-            frames.append(frame)
-
-    async def join(self, channel: int) -> None:
-        await self.send({"type": "join", "channel": channel})
-        while (await self.expect_any())["type"] != "joined":
-            pass
-
-    async def expect_any(self) -> dict[str, Any]:
-        frame = await self.recv()
-        assert frame is not None, f"socket closed ({self.conn.close_code})"
-        return frame
-
-
 @pytest.fixture
 def peer(http_server, base_url, make_user, session_cookie):
     """A signed-in user with an open /ws/chat socket whose hello has been read."""
@@ -332,8 +288,7 @@ def peer(http_server, base_url, make_user, session_cookie):
 
     async def make(username: str, role: str = "student") -> Peer:
         user = await make_user(username, role)
-        url = "ws" + base_url[len("http") :] + "/ws/chat"
-        request = HTTPRequest(url, headers={"Cookie": await session_cookie(user.id)})
+        request = HTTPRequest(ws_url(base_url), headers={"Cookie": await session_cookie(user.id)})
         conn = await websocket_connect(request)
         opened.append(conn)
         p = Peer(conn, user)
