@@ -104,8 +104,8 @@ def make_backends(settings: Settings, *, clock: Clock = time.time) -> Backends:
 def _redis_backends(settings: Settings, clock: Clock) -> Backends:
     # Imported here: the redis package is an optional dependency (the `redis` extra).
     from .redis.broker import RedisBroker
-    from .redis.node import make_shared
     from .redis.sessions import RedisSessionStore
+    from .redis.shared import make_shared
     from .redis.throttle import RedisThrottle
 
     url = settings.redis_url

@@ -145,7 +145,8 @@ async def test_presence_published_by_the_lua_scripts_decodes_as_a_broker_event()
 
     from plp.chat.hub import ChatHub
     from plp.redis.broker import MESSAGE, decode_event
-    from plp.redis.node import SCRIPT_ORIGIN, RedisNode, RedisPresence, RedisSocketCounter
+    from plp.redis.node import SCRIPT_ORIGIN, RedisNode
+    from plp.redis.shared import RedisPresence, RedisSocketCounter
 
     url = backends.redis_url()
     prefix = backends.unique_prefix()

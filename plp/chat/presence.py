@@ -1,6 +1,6 @@
 """Presence: who is online in each channel, and the `presence` events when that changes.
 
-`LocalPresence` is this process's own counts (one process); `plp.redis.node.RedisPresence`
+`LocalPresence` is this process's own counts (one process); `plp.redis.shared.RedisPresence`
 decides across processes. Presence sees its hub only as a `PresenceHub`, so this module does
 not depend on the hub.
 """

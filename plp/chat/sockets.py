@@ -1,7 +1,7 @@
 """The socket caps: a slot per open chat socket, counted per user and per client address.
 
 `MemorySocketCounter` counts in this process (one process);
-`plp.redis.node.RedisSocketCounter` counts in Redis so the caps hold across processes.
+`plp.redis.shared.RedisSocketCounter` counts in Redis so the caps hold across processes.
 """
 
 from __future__ import annotations

@@ -42,11 +42,8 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from ..chat.hub import ChatHub, dumps
-from ..chat.presence import Presence
-from ..chat.sockets import MemorySocketCounter
 from ..sessions.base import SessionStoreUnavailable
 from .broker import CHAT_CHANNEL, MESSAGE, NOBODY, event_pattern
 from .client import DEFAULT_PREFIX, channel_name, connect, is_down, lua
@@ -68,6 +65,12 @@ _SCRIPTS = {
     name: lua("node_prelude", f"node_{name}")
     for name in ("acquire", "release", "pr_add", "pr_remove", "pr_list", "sync", "beat", "leave")
 }
+
+
+class HasTruth(Protocol):
+    """What a resync needs from a part built on the node: its local state, as script args."""
+
+    def truth(self) -> Any: ...
 
 
 @dataclass(slots=True)
@@ -100,8 +103,10 @@ class RedisNode:
         self._scripts = {
             name: self._client.register_script(source) for name, source in _SCRIPTS.items()
         }
-        self.sockets: RedisSocketCounter | None = None
-        self.presence: RedisPresence | None = None
+        # Set by the counter and presence built on this node (shared.py): a resync asks
+        # them for this node's truth.
+        self.sockets: HasTruth | None = None
+        self.presence: HasTruth | None = None
         self._queue: asyncio.Queue[_Op | None] | None = None
         self._worker: asyncio.Task | None = None
         self._beater: asyncio.Task | None = None
@@ -314,99 +319,3 @@ class RedisNode:
                         "shared chat state: heartbeat failed (%s); retrying", type(exc).__name__
                     )
                 failing = True
-
-
-class RedisSocketCounter(MemorySocketCounter):
-    """Socket caps counted in Redis across nodes; local counts are this node's truth."""
-
-    def __init__(self, node: RedisNode) -> None:
-        super().__init__()
-        self.node = node
-        node.sockets = self
-
-    @staticmethod
-    def _keys(user_id: int, address: str) -> tuple[str, str]:
-        return f"ws:u:{user_id}", f"ws:a:{address}"
-
-    async def acquire(
-        self, conn_id: str, user_id: int, address: str, per_user: int, per_address: int
-    ) -> str | None:
-        ukey, akey = self._keys(user_id, address)
-
-        def admitted(result: Any) -> None:
-            if result == "":
-                self.record(conn_id, user_id, address)
-
-        result = await self.node.call(
-            "acquire", ukey, akey, per_user, per_address, on_success=admitted
-        )
-        return result or None
-
-    def release(self, conn_id: str) -> None:
-        slot = self.forget(conn_id)
-        if slot is not None:
-            self.node.submit("release", *self._keys(*slot))
-
-    def truth(self) -> dict[str, int]:
-        """This node's socket counts by key (without the prefix), for a resync."""
-        counts: dict[str, int] = {}
-        for user_id, n in self.by_user.items():
-            counts[f"ws:u:{user_id}"] = n
-        for address, n in self.by_address.items():
-            counts[f"ws:a:{address}"] = n
-        return counts
-
-    async def start(self) -> None:
-        await self.node.start()
-
-    async def close(self) -> None:
-        await self.node.close()
-
-
-class RedisPresence(Presence):
-    """Presence across nodes: Redis decides first/last socket anywhere and announces it."""
-
-    def __init__(self, node: RedisNode) -> None:
-        self.node = node
-        node.presence = self
-
-    def arrived(self, channel_id: int, user: dict[str, Any], conn_id: str) -> None:
-        self.node.submit("pr_add", channel_id, user["id"], dumps(user), conn_id)
-
-    def departed(self, channel_id: int, user: dict[str, Any], *, announce: bool = True) -> None:
-        if self.hub.closing:
-            return  # close() withdraws the whole node in one script
-        self.node.submit("pr_remove", channel_id, user["id"], "1" if announce else "0")
-
-    async def others(self, channel_id: int, user_id: int) -> list[dict[str, Any]]:
-        rows = await self.node.call("pr_list", channel_id)
-        users = []
-        for row in rows or ():
-            try:
-                user = json.loads(row)
-            except ValueError:
-                continue
-            if isinstance(user, dict) and user.get("id") != user_id:
-                users.append(user)
-        return users
-
-    def truth(self) -> list[list[Any]]:
-        """[channel, user id, user JSON] for every user with a socket here, for a resync."""
-        hub: ChatHub = self.hub
-        rows: list[list[Any]] = []
-        for channel_id, users in hub.present_users().items():
-            for user in users:
-                rows.append([str(channel_id), str(user["id"]), dumps(user)])
-        return rows
-
-    async def start(self) -> None:
-        await self.node.start()
-
-    async def close(self) -> None:
-        await self.node.close()
-
-
-def make_shared(url: str, *, prefix: str = DEFAULT_PREFIX) -> tuple[RedisSocketCounter, Presence]:
-    """The socket counter and presence of one node on this Redis."""
-    node = RedisNode(url, prefix=prefix)
-    return RedisSocketCounter(node), RedisPresence(node)

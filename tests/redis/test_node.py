@@ -16,7 +16,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from plp.chat.hub import ChatHub, Subscriber
-from plp.redis.node import RedisNode, RedisPresence, RedisSocketCounter
+from plp.redis.node import RedisNode
+from plp.redis.shared import RedisPresence, RedisSocketCounter
 from plp.sessions.base import SessionStoreUnavailable
 from tests.support import backends, free_port
 
