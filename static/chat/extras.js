@@ -1,0 +1,98 @@
+/* plp chat: unread counts (per channel and in the tab title), mention notifications (asked
+ * for only after a click) and the channel drawer on narrow screens. */
+
+const baseTitle = document.title;
+const unread = new Map(); // channel id -> messages not yet seen there
+const notifyButton = document.getElementById("notify");
+const drawerButton = document.getElementById("channels-toggle");
+const drawer = document.getElementById("channel-drawer");
+
+export function unreadCount(channelId) {
+  return unread.get(channelId) || 0;
+}
+
+export function addUnread(channelId) {
+  unread.set(channelId, unreadCount(channelId) + 1);
+  renderTitle();
+}
+
+export function clearUnread(channelId) {
+  unread.delete(channelId);
+  renderTitle();
+}
+
+function renderTitle() {
+  let total = 0;
+  unread.forEach((n) => (total += n));
+  document.title = total ? "(" + total + ") " + baseTitle : baseTitle;
+}
+
+/** A badge for a channel button, or null when nothing is unread there. */
+export function unreadBadge(channelId) {
+  const count = unreadCount(channelId);
+  if (!count) return null;
+  const badge = document.createElement("span");
+  badge.className = "badge";
+  badge.textContent = String(count);
+  const words = document.createElement("span");
+  words.className = "visually-hidden";
+  words.textContent = count === 1 ? " unread message" : " unread messages";
+  badge.appendChild(words);
+  return badge;
+}
+
+// ------------------------------------------------------------------ notifications
+function notificationsOn() {
+  return "Notification" in window && Notification.permission === "granted";
+}
+
+function renderNotifyButton() {
+  if (!notifyButton) return;
+  notifyButton.hidden = !("Notification" in window) || Notification.permission !== "default";
+}
+
+if (notifyButton) {
+  renderNotifyButton();
+  notifyButton.addEventListener("click", async () => {
+    try {
+      await Notification.requestPermission();
+    } catch (e) {
+      // An old browser without the promise form: nothing to do.
+    }
+    renderNotifyButton();
+  });
+}
+
+function mentions(text, me) {
+  const lower = text.toLowerCase();
+  const names = [me.username, me.displayName].filter(Boolean).map((n) => n.toLowerCase());
+  return names.some((name) => lower.includes("@" + name) || lower.includes(name));
+}
+
+/** Notify about a message naming the reader, when they are not looking at it. */
+export function maybeNotify(message, channelName, me, looking) {
+  if (!me || !notificationsOn() || looking || message.author.id === me.id) return;
+  if (!mentions(message.text, me)) return;
+  const from = message.author.displayName || message.author.username;
+  new Notification(from + " in #" + channelName, { body: message.text.slice(0, 200) });
+}
+
+// ------------------------------------------------------------------ drawer
+export function setDrawer(open) {
+  drawerButton.setAttribute("aria-expanded", open ? "true" : "false");
+  drawer.classList.toggle("open", open);
+}
+
+drawerButton.addEventListener("click", () => {
+  setDrawer(drawerButton.getAttribute("aria-expanded") !== "true");
+});
+document.getElementById("channels-close").addEventListener("click", () => {
+  setDrawer(false);
+  drawerButton.focus();
+});
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && drawer.classList.contains("open")) {
+    setDrawer(false);
+    drawerButton.focus();
+  }
+});

@@ -1,0 +1,578 @@
+/* plp chat page: channel list, history, live messages, typing, presence, reconnect.
+ * Protocol: docs/protocol.md. Every visible channel is joined, so unread counts arrive;
+ * the one on screen is `state.current`. Text only ever goes in with textContent. */
+
+import { getJson, sendJson, whenSignedOut } from "./api.js";
+import * as view from "./view.js";
+import * as extras from "./extras.js";
+import * as channelAdmin from "./channels.js";
+
+const root = document.getElementById("chat");
+const LOGIN_URL = root.getAttribute("data-login") || "/login?next=%2Fchat";
+const WS_PATH = root.getAttribute("data-ws") || "/ws/chat";
+const HISTORY_LIMIT = 50;
+const TYPING_SEND_EVERY = 1500; // ms between our typing frames (server drops >1/s)
+const TYPING_SHOW_FOR = 3000; // ms a "is typing" note stays up
+const BACKOFF_MIN = 1000;
+const BACKOFF_MAX = 30000;
+const PLACEHOLDER = "Enter sends, Shift+Enter for a new line";
+
+const els = {
+  channels: document.getElementById("channels"),
+  messages: document.getElementById("messages"),
+  presence: document.getElementById("presence"),
+  status: document.getElementById("status"),
+  typing: document.getElementById("typing"),
+  title: document.getElementById("channel-title"),
+  older: document.getElementById("older"),
+  form: document.getElementById("composer"),
+  box: document.getElementById("message"),
+  send: document.getElementById("send")
+};
+
+const state = {
+  me: null,
+  channels: [], // [{id, name, kind, description, createdBy}]
+  current: null, // channel id on screen
+  joined: new Set(), // channel ids the socket has joined
+  socket: null,
+  open: false,
+  backoff: BACKOFF_MIN,
+  reconnectTimer: null,
+  leaving: false,
+  online: new Map(), // channel id -> Map(user id -> user)
+  typers: {}, // user id -> {name, timer}, for the current channel
+  lastTypingSent: 0,
+  seen: new Set(), // message ids shown, for the current channel
+  pending: {}, // clientId -> {li, text, after}: sent, not yet acknowledged
+  unconfirmed: [], // [{li, text, after}]: the connection dropped before the ack
+  oldest: null,
+  newest: 0, // highest message id seen in the current channel
+  counter: 0,
+  connectedBefore: false
+};
+
+function setStatus(text, offline) {
+  els.status.textContent = text;
+  els.status.classList.toggle("banner", !!offline);
+  root.classList.toggle("offline", !!offline);
+}
+
+function goToLogin() {
+  state.leaving = true;
+  window.location.assign(LOGIN_URL);
+}
+whenSignedOut(goToLogin);
+
+function channelById(id) {
+  return state.channels.find((c) => c.id === id) || null;
+}
+
+// ---------------------------------------------------------------- channel list
+function readServerRenderedChannels() {
+  return Array.from(els.channels.querySelectorAll("button[data-channel]")).map((b) => ({
+    id: Number(b.getAttribute("data-channel")),
+    name: b.textContent.trim().replace(/^#/, ""),
+    kind: b.getAttribute("data-kind"),
+    description: b.getAttribute("title") || "",
+    createdBy: null
+  }));
+}
+
+function renderChannels() {
+  els.channels.replaceChildren();
+  for (const channel of state.channels) {
+    const li = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.setAttribute("data-channel", String(channel.id));
+    button.setAttribute("data-kind", channel.kind);
+    button.title = channel.description || "";
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = "#" + channel.name;
+    button.appendChild(name);
+    const badge = extras.unreadBadge(channel.id);
+    if (badge) button.appendChild(badge);
+    if (channel.id === state.current) button.setAttribute("aria-current", "true");
+    li.appendChild(button);
+    els.channels.appendChild(li);
+  }
+  channelAdmin.renderControls(state.me, channelById(state.current));
+}
+
+async function loadChannels() {
+  const data = await getJson("/api/channels");
+  if (!data) return;
+  state.channels = data.channels.map((c) => ({
+    id: c.id,
+    name: c.name,
+    kind: c.kind,
+    description: c.description,
+    createdBy: c.createdBy
+  }));
+  renderChannels();
+  joinAll();
+}
+
+els.channels.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-channel]");
+  if (!button) return;
+  selectChannel(Number(button.getAttribute("data-channel")));
+  extras.setDrawer(false);
+});
+
+function selectChannel(wanted) {
+  let id = wanted;
+  if (!channelById(id)) id = state.channels.length ? state.channels[0].id : null;
+  if (id === null) {
+    state.current = null;
+    els.title.textContent = "No channels";
+    clearChannelView();
+    renderChannels();
+    return;
+  }
+  if (state.current === id) return;
+  state.current = id;
+  if (window.location.hash !== "#" + id) window.history.replaceState(null, "", "#" + id);
+  els.title.textContent = "#" + channelById(id).name;
+  extras.clearUnread(id);
+  clearChannelView();
+  renderChannels();
+  renderPresence();
+  updateComposer();
+  loadHistory(id, null);
+  join(id);
+}
+
+function clearChannelView() {
+  view.clear();
+  state.seen = new Set();
+  state.pending = {};
+  state.unconfirmed = [];
+  state.oldest = null;
+  state.newest = 0;
+  for (const id of Object.keys(state.typers)) clearTimeout(state.typers[id].timer);
+  state.typers = {};
+  renderTyping();
+  els.older.hidden = true;
+}
+
+function forgetChannel(id) {
+  state.channels = state.channels.filter((c) => c.id !== id);
+  state.joined.delete(id);
+  state.online.delete(id);
+  extras.clearUnread(id);
+  if (state.current === id) {
+    state.current = null;
+    setStatus("That channel was deleted.");
+    selectChannel(null);
+  }
+  renderChannels();
+}
+
+// ---------------------------------------------------------------- history
+async function loadHistory(channelId, before) {
+  let url = "/api/channels/" + channelId + "/messages?limit=" + HISTORY_LIMIT;
+  if (before) url += "&before=" + before;
+  const data = await getJson(url);
+  if (!data || state.current !== channelId) return;
+  const list = els.messages;
+  const fromBottom = list.scrollHeight - list.scrollTop;
+  for (const m of data.messages) addMessage(m, null, false);
+  view.decorate();
+  view.showEmptyState(true);
+  if (before) {
+    list.scrollTop = list.scrollHeight - fromBottom; // keep the reader's place
+  } else {
+    view.scrollToEnd();
+  }
+  if (before || data.messages.length) els.older.hidden = data.messages.length < HISTORY_LIMIT;
+}
+
+els.older.addEventListener("click", () => {
+  if (state.current !== null && state.oldest !== null) loadHistory(state.current, state.oldest);
+});
+
+/** Show a stored message in id order; `live` when it just arrived (may need "N new"). */
+function addMessage(message, clientId, live) {
+  if (state.seen.has(message.id)) return;
+  state.seen.add(message.id);
+  if (state.oldest === null || message.id < state.oldest) state.oldest = message.id;
+  if (message.id > state.newest) state.newest = message.id;
+  const li = view.messageItem(message.author, message.text, message.createdAt);
+  li.setAttribute("data-id", String(message.id));
+  const pending = clientId ? state.pending[clientId] : null;
+  if (pending) {
+    delete state.pending[clientId];
+    pending.li.remove();
+  } else {
+    dropUnconfirmedCopy(message);
+  }
+  // Keep id order whatever the arrival order (history and live frames can overlap);
+  // unconfirmed messages stay at the end.
+  const atEnd = view.isAtEnd();
+  let before = null;
+  let node = els.messages.lastElementChild;
+  while (node) {
+    const nodeId = node.getAttribute("data-id");
+    if (nodeId !== null && Number(nodeId) < message.id) break;
+    if (!node.classList.contains("day")) before = node;
+    node = node.previousElementSibling;
+  }
+  els.messages.insertBefore(li, before);
+  if (!live) return;
+  view.decorate();
+  view.showEmptyState(true);
+  const mine = state.me && message.author.id === state.me.id;
+  if (atEnd || mine) {
+    view.scrollToEnd();
+  } else if (before === null) {
+    view.noteUnseen();
+  }
+}
+
+// A send whose acknowledgement was lost with the connection may still have been stored.
+// When a stored message turns up (history reloaded after reconnecting, or live) by me,
+// with the same text, and newer than every message seen when that send started, it is
+// that send: the local "not confirmed" copy goes, so the message does not show twice.
+// Message ids (not clocks) order it, so a wrong client clock cannot confuse the rule.
+function dropUnconfirmedCopy(message) {
+  if (!state.me || message.author.id !== state.me.id) return;
+  const i = state.unconfirmed.findIndex((c) => c.text === message.text && message.id > c.after);
+  if (i < 0) return;
+  state.unconfirmed[i].li.remove();
+  state.unconfirmed.splice(i, 1);
+}
+
+function removeMessage(channelId, messageId) {
+  if (channelId !== state.current) return;
+  const li = els.messages.querySelector('li[data-id="' + Number(messageId) + '"]');
+  if (!li) return;
+  li.remove();
+  view.decorate();
+  view.showEmptyState(true);
+}
+
+async function deleteMessage(messageId) {
+  const channelId = state.current;
+  if (!window.confirm("Delete this message for everyone?")) return;
+  const answer = await sendJson(
+    "DELETE",
+    "/api/channels/" + channelId + "/messages/" + messageId
+  );
+  if (answer.ok) {
+    removeMessage(channelId, messageId); // the message_deleted frame may come first or later
+  } else {
+    setStatus((answer.data && answer.data.message) || "Could not delete the message.");
+  }
+}
+
+view.setDeletePolicy(
+  (authorId) => !!state.me && (state.me.role === "admin" || authorId === state.me.id),
+  deleteMessage
+);
+
+// ---------------------------------------------------------------- presence, typing
+function renderPresence() {
+  els.presence.replaceChildren();
+  const here = state.online.get(state.current) || new Map();
+  for (const [id, user] of here) {
+    const li = document.createElement("li");
+    li.textContent = user.displayName || user.username;
+    li.setAttribute("data-user", String(id));
+    els.presence.appendChild(li);
+  }
+}
+
+function setOnline(channelId, user, online) {
+  if (!state.online.has(channelId)) state.online.set(channelId, new Map());
+  const here = state.online.get(channelId);
+  if (online) {
+    here.set(user.id, user);
+  } else {
+    here.delete(user.id);
+  }
+  if (channelId === state.current) renderPresence();
+}
+
+function renderTyping() {
+  const names = Object.keys(state.typers).map((id) => state.typers[id].name);
+  if (!names.length) {
+    els.typing.textContent = "";
+  } else if (names.length === 1) {
+    els.typing.textContent = names[0] + " is typing…";
+  } else {
+    els.typing.textContent = names.join(", ") + " are typing…";
+  }
+}
+
+function showTyping(user) {
+  const entry = state.typers[user.id];
+  if (entry) clearTimeout(entry.timer);
+  state.typers[user.id] = {
+    name: user.displayName || user.username,
+    timer: setTimeout(() => {
+      delete state.typers[user.id];
+      renderTyping();
+    }, TYPING_SHOW_FOR)
+  };
+  renderTyping();
+}
+
+function stopTyping(userId) {
+  const entry = state.typers[userId];
+  if (!entry) return;
+  clearTimeout(entry.timer);
+  delete state.typers[userId];
+  renderTyping();
+}
+
+// ---------------------------------------------------------------- composer
+function canPost() {
+  const channel = channelById(state.current);
+  if (!channel || !state.me) return false;
+  return channel.kind !== "announcement" || state.me.role !== "student";
+}
+
+function ready() {
+  return state.open && state.joined.has(state.current);
+}
+
+function updateComposer() {
+  const can = ready() && canPost();
+  els.box.disabled = !can;
+  els.send.disabled = !can;
+  const channel = channelById(state.current);
+  els.box.placeholder =
+    channel && state.me && !canPost() ? "Announcements: only teachers post here." : PLACEHOLDER;
+}
+
+function sendMessage() {
+  const text = els.box.value.trim();
+  if (!text || !ready()) return;
+  if (text.length > 2000) {
+    setStatus("Messages are at most 2000 characters.");
+    return;
+  }
+  state.counter += 1;
+  const clientId = "c" + Date.now().toString(36) + "-" + state.counter;
+  const li = view.messageItem(state.me, text, null);
+  li.classList.add("pending");
+  li.setAttribute("data-client-id", clientId);
+  state.pending[clientId] = { li, text, after: state.newest };
+  els.messages.appendChild(li);
+  view.decorate();
+  view.showEmptyState(true);
+  view.scrollToEnd();
+  send({ type: "send", channel: state.current, text, clientId });
+  els.box.value = "";
+}
+
+els.form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  sendMessage();
+});
+
+els.box.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    sendMessage();
+  }
+});
+
+els.box.addEventListener("input", () => {
+  const now = Date.now();
+  if (!ready() || !els.box.value.trim()) return;
+  if (now - state.lastTypingSent < TYPING_SEND_EVERY) return;
+  state.lastTypingSent = now;
+  send({ type: "typing", channel: state.current });
+});
+
+// ---------------------------------------------------------------- socket
+function send(frame) {
+  if (state.socket && state.socket.readyState === WebSocket.OPEN) {
+    state.socket.send(JSON.stringify(frame));
+  }
+}
+
+function join(id) {
+  if (state.open && id !== null && !state.joined.has(id)) send({ type: "join", channel: id });
+}
+
+function joinAll() {
+  join(state.current);
+  for (const channel of state.channels) join(channel.id);
+}
+
+function connect() {
+  state.reconnectTimer = null;
+  const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+  const socket = new WebSocket(scheme + window.location.host + WS_PATH);
+  state.socket = socket;
+  socket.addEventListener("message", (event) => {
+    let frame;
+    try {
+      frame = JSON.parse(event.data);
+    } catch (e) {
+      return;
+    }
+    handleFrame(frame);
+  });
+  socket.addEventListener("close", (event) => {
+    if (state.socket !== socket) return;
+    state.socket = null;
+    state.open = false;
+    state.joined.clear();
+    // Who is online is unknown while disconnected: show no one rather than stale names.
+    state.online.clear();
+    renderPresence();
+    updateComposer();
+    for (const clientId of Object.keys(state.pending)) {
+      const entry = state.pending[clientId];
+      // Unknown outcome: it may have been stored just before the drop (see addMessage).
+      if (markPendingFailed(clientId, "not confirmed: connection lost")) {
+        state.unconfirmed.push(entry);
+      }
+    }
+    if (state.leaving) return;
+    if (event.code === 4001) {
+      setStatus("Your session has ended; please sign in again.", true);
+      goToLogin();
+      return;
+    }
+    scheduleReconnect();
+  });
+}
+
+function scheduleReconnect() {
+  const delay = state.backoff + Math.floor(Math.random() * 500);
+  state.backoff = Math.min(state.backoff * 2, BACKOFF_MAX);
+  setStatus("Connection lost — reconnecting in " + Math.round(delay / 1000) + " s…", true);
+  // A handshake refused with 401 looks like any failed connection to a browser, so ask
+  // the API whether we are still signed in before trying again.
+  state.reconnectTimer = setTimeout(async () => {
+    const data = await getJson("/api/users/me");
+    if (state.leaving) return;
+    if (data) {
+      connect();
+    } else {
+      scheduleReconnect();
+    }
+  }, delay);
+}
+
+function markPendingFailed(clientId, message) {
+  const entry = state.pending[clientId];
+  if (!entry) return false;
+  delete state.pending[clientId];
+  entry.li.classList.remove("pending");
+  entry.li.classList.add("failed");
+  const note = document.createElement("small");
+  note.className = "danger-text";
+  note.textContent = " (" + message + ")";
+  entry.li.appendChild(note);
+  return true;
+}
+
+function onHello(user) {
+  state.me = user;
+  state.open = true;
+  state.backoff = BACKOFF_MIN;
+  setStatus("Connected as " + (user.displayName || user.username) + ".");
+  renderChannels();
+  view.decorate(); // delete buttons depend on who I am
+  joinAll();
+  if (state.connectedBefore) {
+    // After a reconnect: live frames flow again; fetch what was missed meanwhile.
+    if (state.current !== null) loadHistory(state.current, null);
+    loadChannels();
+  }
+  state.connectedBefore = true;
+}
+
+function onMessage(frame) {
+  const channel = channelById(frame.channel);
+  const looking = frame.channel === state.current && !document.hidden;
+  if (channel) extras.maybeNotify(frame.message, channel.name, state.me, looking);
+  if (frame.channel !== state.current) {
+    if (!state.me || frame.message.author.id !== state.me.id) {
+      extras.addUnread(frame.channel);
+      renderChannels();
+    }
+    return;
+  }
+  stopTyping(frame.message.author.id);
+  addMessage(frame.message, frame.clientId || null, true);
+}
+
+function handleFrame(frame) {
+  switch (frame.type) {
+    case "hello":
+      onHello(frame.user);
+      break;
+    case "joined":
+      state.joined.add(frame.channel);
+      if (state.me) setOnline(frame.channel, state.me, true);
+      updateComposer();
+      break;
+    case "presence":
+      setOnline(frame.channel, frame.user, frame.status === "online");
+      if (frame.status !== "online" && frame.channel === state.current) {
+        stopTyping(frame.user.id);
+      }
+      break;
+    case "typing":
+      if (frame.channel === state.current) showTyping(frame.user);
+      break;
+    case "message":
+      onMessage(frame);
+      break;
+    case "message_deleted":
+      removeMessage(frame.channel, frame.message);
+      break;
+    case "channel_deleted":
+    case "channel_removed":
+      forgetChannel(frame.channel);
+      break;
+    case "error":
+      if (!(frame.ref && markPendingFailed(frame.ref, "not sent: " + frame.message))) {
+        setStatus(frame.message);
+      }
+      break;
+    default:
+      break; // left, pong, and frames this page does not know yet
+  }
+}
+
+window.addEventListener("pagehide", () => {
+  state.leaving = true;
+  if (state.reconnectTimer) clearTimeout(state.reconnectTimer);
+  if (state.socket) state.socket.close(1000, "page closed");
+});
+
+window.addEventListener("hashchange", () => {
+  const id = Number(window.location.hash.slice(1));
+  if (id && id !== state.current) selectChannel(id);
+});
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && state.current !== null) extras.clearUnread(state.current);
+});
+
+channelAdmin.setUp(
+  () => channelById(state.current),
+  async (channel) => {
+    await loadChannels();
+    selectChannel(channel.id);
+  },
+  forgetChannel
+);
+
+// ---------------------------------------------------------------- start
+state.channels = readServerRenderedChannels();
+selectChannel(Number(window.location.hash.slice(1)) || null);
+connect();
+loadChannels().then(() => {
+  if (state.current !== null && !channelById(state.current)) selectChannel(null);
+});
