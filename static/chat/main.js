@@ -6,13 +6,14 @@ import { getJson, sendJson, whenSignedOut } from "./api.js";
 import * as view from "./view.js";
 import * as extras from "./extras.js";
 import * as channelAdmin from "./channels.js";
+import * as presence from "./presence.js";
+import * as messages from "./messages.js";
 
 const root = document.getElementById("chat");
 const LOGIN_URL = root.getAttribute("data-login") || "/login?next=%2Fchat";
 const WS_PATH = root.getAttribute("data-ws") || "/ws/chat";
 const HISTORY_LIMIT = 50;
 const TYPING_SEND_EVERY = 1500; // ms between our typing frames (server drops >1/s)
-const TYPING_SHOW_FOR = 3000; // ms a "is typing" note stays up
 const BACKOFF_MIN = 1000;
 const BACKOFF_MAX = 30000;
 const PLACEHOLDER = "Enter sends, Shift+Enter for a new line";
@@ -20,9 +21,7 @@ const PLACEHOLDER = "Enter sends, Shift+Enter for a new line";
 const els = {
   channels: document.getElementById("channels"),
   messages: document.getElementById("messages"),
-  presence: document.getElementById("presence"),
   status: document.getElementById("status"),
-  typing: document.getElementById("typing"),
   title: document.getElementById("channel-title"),
   older: document.getElementById("older"),
   form: document.getElementById("composer"),
@@ -40,15 +39,7 @@ const state = {
   backoff: BACKOFF_MIN,
   reconnectTimer: null,
   leaving: false,
-  online: new Map(), // channel id -> Map(user id -> user)
-  typers: {}, // user id -> {name, timer}, for the current channel
   lastTypingSent: 0,
-  seen: new Set(), // message ids shown, for the current channel
-  pending: {}, // clientId -> {li, text, after}: sent, not yet acknowledged
-  unconfirmed: [], // [{li, text, after}]: the connection dropped before the ack
-  oldest: null,
-  newest: 0, // highest message id seen in the current channel
-  counter: 0,
   connectedBefore: false
 };
 
@@ -63,6 +54,7 @@ function goToLogin() {
   window.location.assign(LOGIN_URL);
 }
 whenSignedOut(goToLogin);
+messages.init(() => state.me);
 
 function channelById(id) {
   return state.channels.find((c) => c.id === id) || null;
@@ -139,29 +131,22 @@ function selectChannel(wanted) {
   extras.clearUnread(id);
   clearChannelView();
   renderChannels();
-  renderPresence();
+  presence.show(id);
   updateComposer();
   loadHistory(id, null);
   join(id);
 }
 
 function clearChannelView() {
-  view.clear();
-  state.seen = new Set();
-  state.pending = {};
-  state.unconfirmed = [];
-  state.oldest = null;
-  state.newest = 0;
-  for (const id of Object.keys(state.typers)) clearTimeout(state.typers[id].timer);
-  state.typers = {};
-  renderTyping();
+  messages.reset();
+  presence.clearTyping();
   els.older.hidden = true;
 }
 
 function forgetChannel(id) {
   state.channels = state.channels.filter((c) => c.id !== id);
   state.joined.delete(id);
-  state.online.delete(id);
+  presence.forget(id);
   extras.clearUnread(id);
   if (state.current === id) {
     state.current = null;
@@ -179,7 +164,7 @@ async function loadHistory(channelId, before) {
   if (!data || state.current !== channelId) return;
   const list = els.messages;
   const fromBottom = list.scrollHeight - list.scrollTop;
-  for (const m of data.messages) addMessage(m, null, false);
+  for (const m of data.messages) messages.add(m, null, false);
   view.decorate();
   view.showEmptyState(true);
   if (before) {
@@ -191,67 +176,13 @@ async function loadHistory(channelId, before) {
 }
 
 els.older.addEventListener("click", () => {
-  if (state.current !== null && state.oldest !== null) loadHistory(state.current, state.oldest);
+  if (state.current !== null && messages.oldestId() !== null) {
+    loadHistory(state.current, messages.oldestId());
+  }
 });
 
-/** Show a stored message in id order; `live` when it just arrived (may need "N new"). */
-function addMessage(message, clientId, live) {
-  if (state.seen.has(message.id)) return;
-  state.seen.add(message.id);
-  if (state.oldest === null || message.id < state.oldest) state.oldest = message.id;
-  if (message.id > state.newest) state.newest = message.id;
-  const li = view.messageItem(message.author, message.text, message.createdAt);
-  li.setAttribute("data-id", String(message.id));
-  const pending = clientId ? state.pending[clientId] : null;
-  if (pending) {
-    delete state.pending[clientId];
-    pending.li.remove();
-  } else {
-    dropUnconfirmedCopy(message);
-  }
-  // Keep id order whatever the arrival order (history and live frames can overlap);
-  // unconfirmed messages stay at the end.
-  const atEnd = view.isAtEnd();
-  let before = null;
-  let node = els.messages.lastElementChild;
-  while (node) {
-    const nodeId = node.getAttribute("data-id");
-    if (nodeId !== null && Number(nodeId) < message.id) break;
-    if (!node.classList.contains("day")) before = node;
-    node = node.previousElementSibling;
-  }
-  els.messages.insertBefore(li, before);
-  if (!live) return;
-  view.decorate();
-  view.showEmptyState(true);
-  const mine = state.me && message.author.id === state.me.id;
-  if (atEnd || mine) {
-    view.scrollToEnd();
-  } else if (before === null) {
-    view.noteUnseen();
-  }
-}
-
-// A send whose acknowledgement was lost with the connection may still have been stored.
-// When a stored message turns up (history reloaded after reconnecting, or live) by me,
-// with the same text, and newer than every message seen when that send started, it is
-// that send: the local "not confirmed" copy goes, so the message does not show twice.
-// Message ids (not clocks) order it, so a wrong client clock cannot confuse the rule.
-function dropUnconfirmedCopy(message) {
-  if (!state.me || message.author.id !== state.me.id) return;
-  const i = state.unconfirmed.findIndex((c) => c.text === message.text && message.id > c.after);
-  if (i < 0) return;
-  state.unconfirmed[i].li.remove();
-  state.unconfirmed.splice(i, 1);
-}
-
 function removeMessage(channelId, messageId) {
-  if (channelId !== state.current) return;
-  const li = els.messages.querySelector('li[data-id="' + Number(messageId) + '"]');
-  if (!li) return;
-  li.remove();
-  view.decorate();
-  view.showEmptyState(true);
+  if (channelId === state.current) messages.remove(messageId);
 }
 
 async function deleteMessage(messageId) {
@@ -272,61 +203,6 @@ view.setDeletePolicy(
   (authorId) => !!state.me && (state.me.role === "admin" || authorId === state.me.id),
   deleteMessage
 );
-
-// ---------------------------------------------------------------- presence, typing
-function renderPresence() {
-  els.presence.replaceChildren();
-  const here = state.online.get(state.current) || new Map();
-  for (const [id, user] of here) {
-    const li = document.createElement("li");
-    li.textContent = user.displayName || user.username;
-    li.setAttribute("data-user", String(id));
-    els.presence.appendChild(li);
-  }
-}
-
-function setOnline(channelId, user, online) {
-  if (!state.online.has(channelId)) state.online.set(channelId, new Map());
-  const here = state.online.get(channelId);
-  if (online) {
-    here.set(user.id, user);
-  } else {
-    here.delete(user.id);
-  }
-  if (channelId === state.current) renderPresence();
-}
-
-function renderTyping() {
-  const names = Object.keys(state.typers).map((id) => state.typers[id].name);
-  if (!names.length) {
-    els.typing.textContent = "";
-  } else if (names.length === 1) {
-    els.typing.textContent = names[0] + " is typing…";
-  } else {
-    els.typing.textContent = names.join(", ") + " are typing…";
-  }
-}
-
-function showTyping(user) {
-  const entry = state.typers[user.id];
-  if (entry) clearTimeout(entry.timer);
-  state.typers[user.id] = {
-    name: user.displayName || user.username,
-    timer: setTimeout(() => {
-      delete state.typers[user.id];
-      renderTyping();
-    }, TYPING_SHOW_FOR)
-  };
-  renderTyping();
-}
-
-function stopTyping(userId) {
-  const entry = state.typers[userId];
-  if (!entry) return;
-  clearTimeout(entry.timer);
-  delete state.typers[userId];
-  renderTyping();
-}
 
 // ---------------------------------------------------------------- composer
 function canPost() {
@@ -355,16 +231,7 @@ function sendMessage() {
     setStatus("Messages are at most 2000 characters.");
     return;
   }
-  state.counter += 1;
-  const clientId = "c" + Date.now().toString(36) + "-" + state.counter;
-  const li = view.messageItem(state.me, text, null);
-  li.classList.add("pending");
-  li.setAttribute("data-client-id", clientId);
-  state.pending[clientId] = { li, text, after: state.newest };
-  els.messages.appendChild(li);
-  view.decorate();
-  view.showEmptyState(true);
-  view.scrollToEnd();
+  const clientId = messages.addPending(text);
   send({ type: "send", channel: state.current, text, clientId });
   els.box.value = "";
 }
@@ -425,16 +292,9 @@ function connect() {
     state.open = false;
     state.joined.clear();
     // Who is online is unknown while disconnected: show no one rather than stale names.
-    state.online.clear();
-    renderPresence();
+    presence.clearAll();
     updateComposer();
-    for (const clientId of Object.keys(state.pending)) {
-      const entry = state.pending[clientId];
-      // Unknown outcome: it may have been stored just before the drop (see addMessage).
-      if (markPendingFailed(clientId, "not confirmed: connection lost")) {
-        state.unconfirmed.push(entry);
-      }
-    }
+    messages.connectionLost();
     if (state.leaving) return;
     if (event.code === 4001) {
       setStatus("Your session has ended; please sign in again.", true);
@@ -460,19 +320,6 @@ function scheduleReconnect() {
       scheduleReconnect();
     }
   }, delay);
-}
-
-function markPendingFailed(clientId, message) {
-  const entry = state.pending[clientId];
-  if (!entry) return false;
-  delete state.pending[clientId];
-  entry.li.classList.remove("pending");
-  entry.li.classList.add("failed");
-  const note = document.createElement("small");
-  note.className = "danger-text";
-  note.textContent = " (" + message + ")";
-  entry.li.appendChild(note);
-  return true;
 }
 
 function onHello(user) {
@@ -502,8 +349,8 @@ function onMessage(frame) {
     }
     return;
   }
-  stopTyping(frame.message.author.id);
-  addMessage(frame.message, frame.clientId || null, true);
+  presence.stopTyping(frame.message.author.id);
+  messages.add(frame.message, frame.clientId || null, true);
 }
 
 function handleFrame(frame) {
@@ -513,17 +360,14 @@ function handleFrame(frame) {
       break;
     case "joined":
       state.joined.add(frame.channel);
-      if (state.me) setOnline(frame.channel, state.me, true);
+      if (state.me) presence.setOnline(frame.channel, state.me, true);
       updateComposer();
       break;
     case "presence":
-      setOnline(frame.channel, frame.user, frame.status === "online");
-      if (frame.status !== "online" && frame.channel === state.current) {
-        stopTyping(frame.user.id);
-      }
+      presence.setOnline(frame.channel, frame.user, frame.status === "online");
       break;
     case "typing":
-      if (frame.channel === state.current) showTyping(frame.user);
+      if (frame.channel === state.current) presence.showTyping(frame.user);
       break;
     case "message":
       onMessage(frame);
@@ -536,7 +380,7 @@ function handleFrame(frame) {
       forgetChannel(frame.channel);
       break;
     case "error":
-      if (!(frame.ref && markPendingFailed(frame.ref, "not sent: " + frame.message))) {
+      if (!(frame.ref && messages.failPending(frame.ref, "not sent: " + frame.message))) {
         setStatus(frame.message);
       }
       break;
