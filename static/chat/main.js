@@ -4,7 +4,8 @@
 
 import { getJson, sendJson, whenSignedOut } from "./api.js";
 import * as view from "./view.js";
-import * as extras from "./extras.js";
+import * as unread from "./unread.js";
+import { setDrawer } from "./drawer.js";
 import * as channelAdmin from "./channels.js";
 import * as presence from "./presence.js";
 import * as messages from "./messages.js";
@@ -84,7 +85,7 @@ function renderChannels() {
     name.className = "name";
     name.textContent = "#" + channel.name;
     button.appendChild(name);
-    const badge = extras.unreadBadge(channel.id);
+    const badge = unread.unreadBadge(channel.id);
     if (badge) button.appendChild(badge);
     if (channel.id === state.current) button.setAttribute("aria-current", "true");
     li.appendChild(button);
@@ -103,6 +104,7 @@ async function loadChannels() {
     description: c.description,
     createdBy: c.createdBy
   }));
+  if (state.current !== null && !channelById(state.current)) selectChannel(null);
   renderChannels();
   joinAll();
 }
@@ -111,7 +113,7 @@ els.channels.addEventListener("click", (event) => {
   const button = event.target.closest("button[data-channel]");
   if (!button) return;
   selectChannel(Number(button.getAttribute("data-channel")));
-  extras.setDrawer(false);
+  setDrawer(false);
 });
 
 function selectChannel(wanted) {
@@ -128,7 +130,7 @@ function selectChannel(wanted) {
   state.current = id;
   if (window.location.hash !== "#" + id) window.history.replaceState(null, "", "#" + id);
   els.title.textContent = "#" + channelById(id).name;
-  extras.clearUnread(id);
+  unread.clearUnread(id);
   clearChannelView();
   renderChannels();
   presence.show(id);
@@ -147,7 +149,7 @@ function forgetChannel(id) {
   state.channels = state.channels.filter((c) => c.id !== id);
   state.joined.delete(id);
   presence.forget(id);
-  extras.clearUnread(id);
+  unread.clearUnread(id);
   if (state.current === id) {
     state.current = null;
     setStatus("That channel was deleted.");
@@ -341,10 +343,10 @@ function onHello(user) {
 function onMessage(frame) {
   const channel = channelById(frame.channel);
   const looking = frame.channel === state.current && !document.hidden;
-  if (channel) extras.maybeNotify(frame.message, channel.name, state.me, looking);
+  if (channel) unread.maybeNotify(frame.message, channel.name, state.me, looking);
   if (frame.channel !== state.current) {
     if (!state.me || frame.message.author.id !== state.me.id) {
-      extras.addUnread(frame.channel);
+      unread.addUnread(frame.channel);
       renderChannels();
     }
     return;
@@ -400,8 +402,9 @@ window.addEventListener("hashchange", () => {
   if (id && id !== state.current) selectChannel(id);
 });
 
+// Channels made or deleted elsewhere reach this page when it is looked at again.
 document.addEventListener("visibilitychange", () => {
-  if (!document.hidden && state.current !== null) extras.clearUnread(state.current);
+  if (!document.hidden && state.open) loadChannels();
 });
 
 channelAdmin.setUp(
@@ -417,6 +420,4 @@ channelAdmin.setUp(
 state.channels = readServerRenderedChannels();
 selectChannel(Number(window.location.hash.slice(1)) || null);
 connect();
-loadChannels().then(() => {
-  if (state.current !== null && !channelById(state.current)) selectChannel(null);
-});
+loadChannels();

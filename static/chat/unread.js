@@ -1,11 +1,9 @@
-/* plp chat: unread counts (per channel and in the tab title), mention notifications (asked
- * for only after a click) and the channel drawer on narrow screens. */
+/* plp chat: unread counts (per channel and in the tab title) and mention notifications
+ * (permission asked for only after a click on "Notify me of mentions"). */
 
 const baseTitle = document.title;
 const unread = new Map(); // channel id -> messages not yet seen there
 const notifyButton = document.getElementById("notify");
-const drawerButton = document.getElementById("channels-toggle");
-const drawer = document.getElementById("channel-drawer");
 
 export function unreadCount(channelId) {
   return unread.get(channelId) || 0;
@@ -63,10 +61,17 @@ if (notifyButton) {
   });
 }
 
+function escapeRegExp(text) {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** The text names me: my username or display name as a whole word, with or without "@". */
 function mentions(text, me) {
-  const lower = text.toLowerCase();
-  const names = [me.username, me.displayName].filter(Boolean).map((n) => n.toLowerCase());
-  return names.some((name) => lower.includes("@" + name) || lower.includes(name));
+  const names = [me.username, me.displayName].filter(Boolean).map(escapeRegExp);
+  const word = "[\\p{L}\\p{N}_]";
+  const alone = "(^|(?!" + word + ").)@?(" + names.join("|") + ")(?!" + word + ")";
+  const pattern = new RegExp(alone, "iu");
+  return pattern.test(text);
 }
 
 /** Notify about a message naming the reader, when they are not looking at it. */
@@ -76,23 +81,3 @@ export function maybeNotify(message, channelName, me, looking) {
   const from = message.author.displayName || message.author.username;
   new Notification(from + " in #" + channelName, { body: message.text.slice(0, 200) });
 }
-
-// ------------------------------------------------------------------ drawer
-export function setDrawer(open) {
-  drawerButton.setAttribute("aria-expanded", open ? "true" : "false");
-  drawer.classList.toggle("open", open);
-}
-
-drawerButton.addEventListener("click", () => {
-  setDrawer(drawerButton.getAttribute("aria-expanded") !== "true");
-});
-document.getElementById("channels-close").addEventListener("click", () => {
-  setDrawer(false);
-  drawerButton.focus();
-});
-document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape" && drawer.classList.contains("open")) {
-    setDrawer(false);
-    drawerButton.focus();
-  }
-});
