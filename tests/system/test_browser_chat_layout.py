@@ -354,3 +354,51 @@ def test_delete_buttons_and_message_deleted_frames(browser, live_server):
     amy_context.close()
     ben_context.close()
     assert problems.items == []
+
+
+def test_older_history_day_separators_and_grouping(browser, live_server):
+    """Sixty stored messages (thirty yesterday, thirty today; written straight into the
+    server's SQLite file, as the send rate limit would make typing them slow): the newest
+    fifty show, "Load older messages" fetches the rest and then hides; "Yesterday" and
+    "Today" separate the days; one author's run of messages shows its author line once."""
+    import datetime as dt
+    import sqlite3
+
+    server = live_server()
+    problems = PageProblems()
+    context = browser.new_context(viewport=DESKTOP)
+    amy = register(context, server, "amy", problems)
+
+    now = dt.datetime.now().astimezone()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    yesterday = [midnight - dt.timedelta(hours=12) + dt.timedelta(minutes=i) for i in range(30)]
+    start = max(midnight, now - dt.timedelta(minutes=31))  # today, under a minute apart
+    today = [start + (now - start) * (k / 31) for k in range(1, 31)]
+    db = sqlite3.connect(server.data_dir / "plp.sqlite3", timeout=10)
+    with db:
+        (amy_id,) = db.execute("SELECT id FROM users WHERE username = 'amy'").fetchone()
+        (general,) = db.execute("SELECT id FROM channels WHERE name = 'general'").fetchone()
+        db.executemany(
+            "INSERT INTO messages (channel_id, author_id, text, created_at) VALUES (?, ?, ?, ?)",
+            [
+                (general, amy_id, f"note {i}", int(when.timestamp() * 1000))
+                for i, when in enumerate(yesterday + today)
+            ],
+        )
+    db.close()
+
+    open_chat(amy, server)
+    amy.wait_for_selector("#messages .text:text-is('note 59')")
+    assert amy.locator("#messages li[data-id]").count() == 50
+    older = amy.locator("#older")
+    assert older.is_visible()
+    older.click()
+    amy.wait_for_selector("#messages .text:text-is('note 0')")
+    assert amy.locator("#messages li[data-id]").count() == 60
+    older.wait_for(state="hidden")
+    assert amy.locator("#messages li.day").all_inner_texts() == ["Yesterday", "Today"]
+    # A minute apart by one author: one author line per run (per day here).
+    assert amy.locator("#messages li.message:not(.grouped)").count() == 2
+    assert page_does_not_scroll(amy) and no_sideways_scroll(amy)
+    context.close()
+    assert problems.items == []
