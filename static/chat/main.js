@@ -35,6 +35,7 @@ const state = {
   channels: [], // [{id, name, kind, description, createdBy}]
   current: null, // channel id on screen
   joined: new Set(), // channel ids the socket has joined
+  asked: new Set(), // channel ids a join was sent for on this socket
   socket: null,
   open: false,
   backoff: BACKOFF_MIN,
@@ -148,6 +149,7 @@ function clearChannelView() {
 function forgetChannel(id) {
   state.channels = state.channels.filter((c) => c.id !== id);
   state.joined.delete(id);
+  state.asked.delete(id);
   presence.forget(id);
   unread.clearUnread(id);
   if (state.current === id) {
@@ -266,7 +268,9 @@ function send(frame) {
 }
 
 function join(id) {
-  if (state.open && id !== null && !state.joined.has(id)) send({ type: "join", channel: id });
+  if (!state.open || id === null || state.asked.has(id)) return;
+  state.asked.add(id);
+  send({ type: "join", channel: id });
 }
 
 function joinAll() {
@@ -293,6 +297,7 @@ function connect() {
     state.socket = null;
     state.open = false;
     state.joined.clear();
+    state.asked.clear();
     // Who is online is unknown while disconnected: show no one rather than stale names.
     presence.clearAll();
     updateComposer();
