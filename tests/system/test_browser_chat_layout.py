@@ -272,6 +272,8 @@ def test_unread_counts_new_messages_button_and_channel_delete(browser, live_serv
 
 
 def test_reconnecting_banner_when_the_server_stops(browser, live_server):
+    """The server stops: a role=status banner says so, Online empties and greys, the box is
+    disabled; the server comes back: the page reconnects and all of that is undone."""
     server = live_server()
     problems = PageProblems()
     amy_context = browser.new_context(viewport=PHONE)
@@ -293,6 +295,13 @@ def test_reconnecting_banner_when_the_server_stops(browser, live_server):
     assert amy.locator("#chat.offline").count() == 1
     assert amy.locator("#presence li").count() == 0  # no stale names
     assert amy.locator("textarea[name=message]").is_disabled()
+
+    # Back up (same port, data and session snapshot): the banner goes, the box works again.
+    server.start()
+    amy.wait_for_selector("textarea[name=message]:not([disabled])")
+    assert amy.locator("#status.banner").count() == 0
+    assert amy.locator("#chat.offline").count() == 0
+    amy.wait_for_selector("#presence li:text-is('Amy')", state="attached")
     amy_context.close()
 
 
