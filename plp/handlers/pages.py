@@ -125,7 +125,7 @@ class DashboardPage(PageHandler):
 
 
 class ChatPage(PageHandler):
-    """GET /chat: the chat page; chat.js does the rest over /ws/chat."""
+    """GET /chat: the chat page; static/chat/main.js does the rest over /ws/chat."""
 
     @authenticated
     async def get(self) -> None:

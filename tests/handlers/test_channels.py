@@ -227,7 +227,7 @@ async def test_chat_page_requires_sign_in(client, signed_in):
     r = await kid.fetch("/chat")
     assert r.code == 200
     page = r.body.decode()
-    for needle in ('id="channels"', 'id="messages"', 'name="message"', "/static/chat.js"):
+    for needle in ('id="channels"', 'id="messages"', 'name="message"', "/static/chat/main.js"):
         assert needle in page
     assert "<script>" not in page
     assert r.headers["Cache-Control"] == "no-store"
