@@ -220,3 +220,20 @@ async def test_refused_without_xsrf_or_sign_in(ctx, client, user_client):
     r = await client.fetch(delete_path(1, "abc"), "DELETE")
     assert r.code == 401
     assert await history_ids(alice, 1) == [message.id]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_concurrent_deletes_one_wins_one_frame(ctx, user_client, socket_of):
+    """The author and an admin delete at once: one 204, one 404, one frame, one audit at most."""
+    alice = await user_client("alice")
+    boss = await user_client("boss", "admin")
+    sock = await socket_of(alice)
+    await sock.join(1)
+    message = await ctx.db.add_message(1, alice.user, "contested")
+    path = delete_path(1, message.id)
+    answers = await asyncio.gather(alice.fetch(path, "DELETE"), boss.fetch(path, "DELETE"))
+    assert sorted(r.code for r in answers) == [204, 404]
+    frames = await sock.frames_until_pong()
+    assert [f["type"] for f in frames] == ["message_deleted"]
+    assert len(await removals(ctx)) <= 1
+    assert await history_ids(alice, 1) == []
