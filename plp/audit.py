@@ -57,6 +57,7 @@ EVENTS = frozenset(
         "user_enabled",
         "xsrf_rejected",
         "ws_rejected",
+        "message_removed",
     }
 )
 # Refused requests: an attacker can send as many as the network carries, so they are counted.

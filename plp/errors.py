@@ -34,6 +34,10 @@ class NotFound(DomainError):
     """The record the request names does not exist (or is not the caller's to see)."""
 
 
+class Forbidden(DomainError):
+    """The caller is signed in but may not do this to this record."""
+
+
 class Conflict(DomainError):
     """The change clashes with what is stored (a taken name, an admin demoting themself)."""
 

@@ -294,6 +294,12 @@ class ChatHub:
         except Exception:
             log.debug("closing subscriber %s failed", sub.conn_id, exc_info=True)
 
+    def message_deleted(self, channel_id: int, message_id: int) -> None:
+        """Tell the channel's subscribers, in every process, that a message is gone."""
+        self.publish(
+            channel_id, {"type": "message_deleted", "channel": channel_id, "message": message_id}
+        )
+
     # channel deletion and session end, through the broker
     def channel_deleted(self, channel_id: int) -> None:
         """Tell every subscriber the channel is gone and unsubscribe them, in every process."""

@@ -1,4 +1,5 @@
-"""The channel API: /api/channels (list, create), /api/channels/{id} (delete) and history."""
+"""The channel API: /api/channels (list, create), /api/channels/{id} (delete), history and
+message deletion."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 from typing import Any
 
 from ..auth.decorators import authenticated, require_role
+from ..chat import moderation
 from ..chat.connection import ID_MAX
 from ..storage.base import CHANNEL_KINDS, ChannelNameTaken
 from .api import parse_id
@@ -124,8 +126,21 @@ class MessagesHandler(ApiHandler):
         self.write_json({"messages": [m.to_json() for m in messages]})
 
 
+class MessageHandler(ApiHandler):
+    """DELETE /api/channels/{id}/messages/{messageId}: the author or a moderator (SPEC §6)."""
+
+    @authenticated
+    async def delete(self, raw_channel: str, raw_message: str) -> None:
+        channel_id = parse_id(raw_channel)
+        message_id = parse_id(raw_message)
+        await moderation.delete_message(self.ctx, self.user, channel_id, message_id, ip=self.ip)
+        self.set_status(204)
+        self.finish()
+
+
 routes = [
     (r"/api/channels", ChannelsHandler),
     (r"/api/channels/([^/]+)", ChannelHandler),
     (r"/api/channels/([^/]+)/messages", MessagesHandler),
+    (r"/api/channels/([^/]+)/messages/([^/]+)", MessageHandler),
 ]

@@ -16,6 +16,7 @@ from tornado.web import HTTPError
 from ..errors import (
     AccountDisabled,
     Conflict,
+    Forbidden,
     InvalidCredentials,
     InvalidInput,
     NotFound,
@@ -72,6 +73,7 @@ ERRORS: dict[type[Exception], Answer] = {
     InvalidInput: Answer(400, "bad_request"),
     InvalidCredentials: Answer(401, "invalid_credentials"),
     AccountDisabled: Answer(403, "account_disabled"),
+    Forbidden: Answer(403, "forbidden"),
     NotFound: Answer(404, "not_found"),
     Conflict: Answer(409, "conflict"),
     RateLimited: Answer(429, "rate_limited"),

@@ -246,6 +246,14 @@ class Database(abc.ABC):
     ) -> list[Message]:
         """The newest `limit` messages with id < before (no bound if None), oldest first."""
 
+    @abc.abstractmethod
+    async def get_message(self, message_id: int) -> Message | None:
+        """The message with that id (with its author's public fields), or None."""
+
+    @abc.abstractmethod
+    async def delete_message(self, message_id: int) -> bool:
+        """Delete one message and commit; False if it did not exist (or is already gone)."""
+
     # audit
     @abc.abstractmethod
     async def add_audit(

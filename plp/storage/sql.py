@@ -334,6 +334,15 @@ class SQLDatabase(Database):
             )
         return [message_from_row(r) for r in reversed(rows)]
 
+    @reads
+    async def get_message(self, message_id: int) -> Message | None:
+        row = await self._sql.fetchone(MESSAGE_SELECT + " WHERE m.id = ?", (message_id,))
+        return message_from_row(row) if row else None
+
+    @writes
+    async def delete_message(self, message_id: int) -> bool:
+        return await self._sql.execute("DELETE FROM messages WHERE id = ?", (message_id,)) > 0
+
     # audit
 
     @writes

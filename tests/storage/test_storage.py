@@ -210,6 +210,41 @@ async def test_author_changes_show_in_listed_messages(database):
 
 
 @pytest.mark.gen_test
+async def test_get_message_by_id(database):
+    alice = await _user(database)
+    general = (await database.list_channels())[0]
+    sent = await database.add_message(general.id, alice, "find me")
+    assert await database.get_message(sent.id) == sent
+    assert await database.get_message(sent.id + 1) is None
+    assert await database.get_message(999_999_999_999) is None
+
+
+@pytest.mark.gen_test
+async def test_delete_message_removes_only_that_one(database):
+    alice = await _user(database)
+    bob = await _user(database, "bob")
+    general = (await database.list_channels())[0]
+    other = await database.create_channel("other", "", "discussion", alice.id)
+    first = await database.add_message(general.id, alice, "one")
+    doomed = await database.add_message(general.id, bob, "two")
+    last = await database.add_message(general.id, alice, "three")
+    elsewhere = await database.add_message(other.id, bob, "four")
+    assert await database.delete_message(doomed.id) is True
+    assert await database.get_message(doomed.id) is None
+    assert await database.list_messages(general.id) == [first, last]
+    assert await database.list_messages(other.id) == [elsewhere]
+    # A second delete, or one of an id never used, changes nothing and says so.
+    assert await database.delete_message(doomed.id) is False
+    assert await database.delete_message(999_999_999) is False
+    assert await database.list_messages(general.id) == [first, last]
+    # Ids are never reused, even the newest one's: a client told "message X deleted" must
+    # not see a different message X later.
+    assert await database.delete_message(elsewhere.id) is True
+    after = await database.add_message(other.id, bob, "five")
+    assert after.id > elsewhere.id
+
+
+@pytest.mark.gen_test
 async def test_audit_newest_first(database):
     await database.add_audit("registered", user_id=1, username="a", ip="1.2.3.4", detail={})
     await database.add_audit(
