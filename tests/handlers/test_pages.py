@@ -217,6 +217,7 @@ FORM_POSTS = [
     ("/sessions/revoke", {"session": "x"}),
     ("/sessions/logout-all", {}),
     ("/account", {"currentPassword": PASSWORD, "newPassword": "x" * 10, "confirmPassword": "x"}),
+    ("/account/name", {"displayName": "Changed"}),
     ("/admin/users/1", {"action": "revoke"}),
 ]
 
