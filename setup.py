@@ -24,6 +24,7 @@ setup(
             "pytest-tornado==0.8.1",
             "setuptools<82",
             "playwright>=1.45",
+            "axe-playwright-python>=0.1.8,<0.2",
             "ruff>=0.5",
             "redis>=5",
             "psycopg[binary]>=3.1",

@@ -100,6 +100,21 @@ def _where(url: str) -> str:
     return f"{parts.hostname}:{parts.port}" if parts.hostname else "(socket)"
 
 
+async def _greet(settings: Any, ctx: Any, scheme: str) -> None:
+    """Say where to open the browser and, while there is no admin, how to make one."""
+    host = "localhost" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    log.info("open %s://%s:%d/ in a browser", scheme, host, settings.port)
+    try:
+        users = await ctx.db.list_users()
+    except Exception:  # a hint only: a failure here shows up on the first request anyway
+        return
+    if not any(u.role == "admin" for u in users):
+        log.info(
+            "no admin account yet; create one with: "
+            "python run.py create-user --username NAME --role admin"
+        )
+
+
 async def _start_backends(settings: Settings, ctx: Context) -> bool:
     """Reach the shared backends before listening; False (logged) if Redis is down."""
     try:
@@ -333,6 +348,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     log.info("plp %s serving on %s://%s:%d", settings.env, scheme, settings.host, settings.port)
     if metrics_server is not None:
         log.info("metrics on http://%s:%d/metrics", METRICS_HOST, settings.metrics_port)
+    await _greet(settings, ctx, scheme)
     if ready is not None:
         ready.set()
     try:

@@ -166,7 +166,10 @@ def restore_sessions(store: SessionStore, path: Path, secrets: tuple[str, ...]) 
         with open(path, "rb") as handle:
             data = handle.read(MAX_SNAPSHOT_BYTES + 1)
     except FileNotFoundError:
-        log.info("no session snapshot at %s; starting with no sessions", path)
+        log.info(
+            "no saved sessions to restore (normal on a first start; no session snapshot at %s)",
+            path,
+        )
         return 0
     except OSError as exc:
         log.warning("session snapshot %s ignored: cannot read it: %s", path, exc.strerror)

@@ -204,6 +204,15 @@ async def admin_update_user(
     return updated
 
 
+async def change_display_name(ctx: Context, user: User, raw: object) -> User:
+    """A new display name by the registration rules (blank: the username); no audit row."""
+    shown = clean_display_name(raw, user.username)
+    try:
+        return await ctx.db.update_user(user.id, display_name=shown)
+    except RecordNotFound:
+        raise NotFound("No such user.") from None
+
+
 async def admin_revoke_sessions(ctx: Context, admin: User, user_id: int, *, ip: str) -> int:
     """End every session of a user."""
     target = await ctx.db.get_user(user_id)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as _dt
+import html
 import re
+from typing import Any
 
 # Checked in order: Edge and Opera also say "Chrome", Chrome also says "Safari".
 _BROWSERS = (
@@ -45,3 +47,36 @@ def device_name(user_agent: str) -> str:
     if browser and system:
         return f"{browser} on {system}"
     return browser or system
+
+
+def field_attrs(fields: dict[str, str], name: str) -> str:
+    """` aria-invalid="true" aria-describedby="NAME-error"` when `name` has an error, else ''.
+
+    The id matches the one templates/_field_error.html gives the message, so a screen reader
+    reads the problem with the field. Field names are identifiers from our own code.
+    """
+    if name not in fields:
+        return ""
+    return f' aria-invalid="true" aria-describedby="{html.escape(name)}-error"'
+
+
+# How audit detail keys read in words; unknown keys are shown as "key value".
+_DETAIL_WORDS = {"by": "by", "role": "role", "path": "path", "limit": "limit", "reason": "reason"}
+
+
+def audit_detail(detail: dict[str, Any]) -> str:
+    """An audit row's detail in words: `{"path": "/x", "count": 12}` → `path /x, 12 times`."""
+    if not isinstance(detail, dict):
+        return str(detail)
+    parts = []
+    for key, value in detail.items():
+        if key == "count":
+            continue
+        if isinstance(value, bool):
+            parts.append(key.replace("_", " ") if value else "not " + key.replace("_", " "))
+        else:
+            parts.append(f"{_DETAIL_WORDS.get(key, key.replace('_', ' '))} {value}")
+    count = detail.get("count", 1)
+    if isinstance(count, int) and count != 1:
+        parts.append(f"{count} times")
+    return ", ".join(parts)

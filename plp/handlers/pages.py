@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 import tornado.web
 from tornado.web import HTTPError
 
 from ..auth import accounts, service
 from ..auth.decorators import authenticated, require_role
-from ..errors import DomainError, InvalidInput, NotFound
+from ..errors import Conflict, DomainError, InvalidInput, NotFound
 from ..security import safe_next, write_security_headers
 from ..storage.base import ROLES, iso_from_epoch
 from .api import parse_id
 from .auth import CLEAR_SITE_DATA
 from .base import BaseHandler, check_body_size
+from .display import audit_detail, field_attrs
 from .errors import ApiError, http_error
 
 
@@ -26,6 +29,11 @@ class PageHandler(BaseHandler):
         if self.request.method == "POST":
             check_body_size(self)
         await super().prepare()
+
+    def get_template_namespace(self) -> dict[str, Any]:
+        namespace = super().get_template_namespace()
+        namespace.update(field_attrs=field_attrs, audit_detail=audit_detail)
+        return namespace
 
     def form(self, name: str) -> str:
         """A form field as text ('' when absent)."""
@@ -41,7 +49,26 @@ class PageHandler(BaseHandler):
         self.set_status(error.status_code)
         for name, value in error.headers.items():
             self.set_header(name, value)
-        self.render_page(template, error=error.message, fields=error.fields or {}, **values)
+        fields = error.fields or {}
+        self.render_page(template, error=summary(error.message, fields), fields=fields, **values)
+
+
+# How form fields are named to people, for "Please correct: ..." summaries.
+FIELD_LABELS = {
+    "username": "Username",
+    "password": "Password",
+    "displayName": "Display name",
+    "currentPassword": "Current password",
+    "newPassword": "New password",
+    "confirmPassword": "Repeat new password",
+}
+
+
+def summary(message: str, fields: dict[str, str]) -> str:
+    """The message over a form: it names the fields to fix when there are several problems."""
+    if len(fields) > 1 or message.startswith("Please correct"):
+        return "Please correct: " + ", ".join(FIELD_LABELS.get(f, f) for f in fields) + "."
+    return message
 
 
 class IndexHandler(PageHandler):
@@ -181,7 +208,12 @@ class AccountPage(PageHandler):
     @authenticated
     def get(self) -> None:
         self.render_page(
-            "account.html", error=None, fields={}, notice=self.get_argument("done", "")
+            "account.html",
+            error=None,
+            fields={},
+            form="",
+            display_name=self.user.display_name,
+            notice=self.get_argument("done", ""),
         )
 
     @authenticated
@@ -202,48 +234,176 @@ class AccountPage(PageHandler):
                 user_agent=self.user_agent,
             )
         except DomainError as exc:
-            self.render_error_form("account.html", exc, notice="")
+            self.render_error_form(
+                "account.html", exc, notice="", form="password", display_name=self.user.display_name
+            )
             return
         self.set_session_cookie(token)
         self.redirect("/account?done=password")
 
 
-class AdminPage(PageHandler):
-    @require_role("admin")
-    async def get(self) -> None:
-        users = await self.ctx.db.list_users()
-        events = await self.ctx.db.list_audit(100)
+class DisplayNamePage(PageHandler):
+    """POST /account/name: a new display name, by the rules of registration."""
+
+    @authenticated
+    async def post(self) -> None:
+        raw = self.form("displayName")
+        try:
+            await accounts.change_display_name(self.ctx, self.user, raw)
+        except DomainError as exc:
+            self.render_error_form("account.html", exc, notice="", form="name", display_name=raw)
+            return
+        self.redirect("/account?done=name")
+
+
+USERS_PER_PAGE = 25
+AUDIT_PER_PAGE = 50
+# The audit filter looks through this many newest rows; older ones are in the database only.
+AUDIT_WINDOW = 2000
+# What "Done" says after each admin action, naming the user.
+DONE = {
+    "role": "Role of {username} changed to {role}.",
+    "disable": "{username} is disabled and signed out everywhere.",
+    "enable": "{username} can sign in again.",
+    "revoke": "{username} is signed out everywhere.",
+}
+
+
+def page_number(raw: str) -> int:
+    """A 1-based page number from the query; anything else is page 1."""
+    return int(raw) if raw.isdigit() and 0 < len(raw) < 7 and int(raw) > 0 else 1
+
+
+class AdminView(PageHandler):
+    """The /admin page, shown by GET /admin and again by a refused admin action."""
+
+    async def show(self, *, error: str | None) -> None:
+        q = self.get_argument("q", "").strip()[:64]
+        event = self.get_argument("event", "").strip()[:64]
+        who = self.get_argument("who", "").strip().lower()[:64]
+        users = [u for u in await self.ctx.db.list_users() if matches(u, q)]
+        users_page, users_pages, shown_users = paged(
+            users, self.get_argument("upage", ""), USERS_PER_PAGE
+        )
+        window = await self.ctx.db.list_audit(AUDIT_WINDOW)
+        event_names = sorted({e.event for e in window})
+        events = [
+            e
+            for e in window
+            if (not event or e.event == event) and (not who or (e.username or "").lower() == who)
+        ]
+        audit_page, audit_pages, shown_events = paged(
+            events, self.get_argument("apage", ""), AUDIT_PER_PAGE
+        )
+        query = {"q": q, "event": event, "who": who, "upage": users_page, "apage": audit_page}
+
+        def link(**changes: Any) -> str:
+            values = {k: v for k, v in {**query, **changes}.items() if v not in ("", 1)}
+            return "/admin" + ("?" + urlencode(values) if values else "")
+
         self.render_page(
             "admin.html",
-            users=users,
-            events=events,
+            users=shown_users,
+            users_total=len(users),
+            users_page=users_page,
+            users_pages=users_pages,
+            events=shown_events,
+            event_names=event_names,
+            audit_page=audit_page,
+            audit_pages=audit_pages,
+            q=q,
+            event=event,
+            who=who,
+            link=link,
             roles=ROLES,
-            notice=self.get_argument("done", ""),
-            error=None,
+            notice=await self.notice(),
+            error=error,
         )
 
+    async def notice(self) -> str:
+        """What the last action did, naming the user (`?done=role&user=3`)."""
+        action, raw_id = self.get_argument("done", ""), self.get_argument("user", "")
+        if action == "self":
+            return ""
+        if action not in DONE or not raw_id.isdigit() or len(raw_id) > 18:
+            return ""
+        target = await self.ctx.db.get_user(int(raw_id))
+        return DONE[action].format(username=target.username, role=target.role) if target else ""
 
-class AdminUserPage(PageHandler):
+
+class AdminPage(AdminView):
+    """GET /admin: users (search, paging) and the audit log (filter by event and user, paging)."""
+
+    @require_role("admin")
+    async def get(self) -> None:
+        error = SELF_DISABLE if self.get_argument("done", "") == "self" else None
+        await self.show(error=error)
+
+
+def matches(user: Any, q: str) -> bool:
+    """True when the search text is in the username or display name (any case)."""
+    q = q.lower()
+    return not q or q in user.username.lower() or q in user.display_name.lower()
+
+
+def paged(items: list, raw_page: str, per_page: int) -> tuple[int, int, list]:
+    """(page, page count, the items on it); a page past the end shows the last one."""
+    pages = max(1, math.ceil(len(items) / per_page))
+    page = min(page_number(raw_page), pages)
+    return page, pages, items[(page - 1) * per_page : page * per_page]
+
+
+class AdminDisableConfirmPage(PageHandler):
+    """GET /admin/users/{id}/disable: "Disable kid1?" with the user named, before the POST."""
+
+    @require_role("admin")
+    async def get(self, raw_id: str) -> None:
+        target = await self.ctx.db.get_user(parse_id(raw_id))
+        if target is None:
+            raise ApiError(404, "not_found", "There is no such user.")
+        if target.id == self.user.id:
+            self.redirect("/admin?done=self")
+            return
+        self.render_page("admin_disable.html", target=target)
+
+
+SELF_DISABLE = "You cannot disable your own account; ask another admin."
+
+
+class AdminUserPage(AdminView):
     """POST /admin/users/{id}: the admin console's role, disable/enable and revoke buttons."""
 
     @require_role("admin")
     async def post(self, raw_id: str) -> None:
         user_id = parse_id(raw_id)
         action = self.form("action")
+        if action not in DONE:
+            raise ApiError(400, "bad_request", "Unknown admin action.")
+        try:
+            target = await self.act(user_id, action)
+        except Conflict as exc:
+            # Disabling or demoting oneself: said on /admin, not as a 409 page.
+            self.set_status(409)
+            await self.show(error=exc.message)
+            return
+        self.redirect("/admin?" + urlencode({"done": action, "user": target.id}))
+
+    async def act(self, user_id: int, action: str) -> Any:
+        """Do the action; the user as it is afterwards."""
         if action == "revoke":
             await accounts.admin_revoke_sessions(self.ctx, self.user, user_id, ip=self.ip)
-        elif action in ("disable", "enable", "role"):
-            await accounts.admin_update_user(
-                self.ctx,
-                self.user,
-                user_id,
-                role=self.form("role") if action == "role" else None,
-                disabled={"disable": True, "enable": False}.get(action),
-                ip=self.ip,
-            )
-        else:
-            raise ApiError(400, "bad_request", "Unknown admin action.")
-        self.redirect("/admin?done=" + action)
+            target = await self.ctx.db.get_user(user_id)
+            if target is None:
+                raise NotFound("No such user.")
+            return target
+        return await accounts.admin_update_user(
+            self.ctx,
+            self.user,
+            user_id,
+            role=self.form("role") if action == "role" else None,
+            disabled={"disable": True, "enable": False}.get(action),
+            ip=self.ip,
+        )
 
 
 class NotFoundHandler(BaseHandler):
@@ -316,6 +476,8 @@ routes = [
     (r"/sessions/revoke", SessionRevokePage),
     (r"/sessions/logout-all", LogoutAllPage),
     (r"/account", AccountPage),
+    (r"/account/name", DisplayNamePage),
     (r"/admin", AdminPage),
+    (r"/admin/users/([^/]+)/disable", AdminDisableConfirmPage),
     (r"/admin/users/([^/]+)", AdminUserPage),
 ]

@@ -204,9 +204,14 @@ class Database(abc.ABC):
 
     @abc.abstractmethod
     async def update_user(
-        self, user_id: int, *, role: str | None = None, disabled: bool | None = None
+        self,
+        user_id: int,
+        *,
+        role: str | None = None,
+        disabled: bool | None = None,
+        display_name: str | None = None,
     ) -> User:
-        """Change role and/or disabled state; raise NotFound if there is no such user."""
+        """Change role, disabled state and/or display name; NotFound if there is no such user."""
 
     @abc.abstractmethod
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:

@@ -227,13 +227,18 @@ class SQLDatabase(Database):
 
     @writes
     async def update_user(
-        self, user_id: int, *, role: str | None = None, disabled: bool | None = None
+        self,
+        user_id: int,
+        *,
+        role: str | None = None,
+        disabled: bool | None = None,
+        display_name: str | None = None,
     ) -> User:
         async with self._transaction() as sql:
             await sql.execute(
-                "UPDATE users SET role = COALESCE(?, role), disabled = COALESCE(?, disabled) "
-                "WHERE id = ?",
-                (role, disabled, user_id),
+                "UPDATE users SET role = COALESCE(?, role), disabled = COALESCE(?, disabled), "
+                "display_name = COALESCE(?, display_name) WHERE id = ?",
+                (role, disabled, display_name, user_id),
             )
             row = await sql.fetchone(f"SELECT {USER_COLS} FROM users WHERE id = ?", (user_id,))
             if row is None:

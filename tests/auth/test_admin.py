@@ -284,23 +284,23 @@ async def test_admin_page_and_its_forms(people, make_client, make_user):
     # Role.
     r = await admin_form(root, f"/admin/users/{sam_id}", {"action": "role", "role": "teacher"})
     assert r.code == 302
-    assert r.headers["Location"] == "/admin?done=role"
+    assert r.headers["Location"] == f"/admin?done=role&user={sam_id}"
     assert body(await clients["sam"].fetch("/api/users/me"))["user"]["role"] == "teacher"
     r = await admin_form(root, f"/admin/users/{sam_id}", {"action": "role", "role": "king"})
     assert r.code == 400
     assert "Unknown role." in r.body.decode()
     # Disable, then enable.
     r = await admin_form(root, f"/admin/users/{sam_id}", {"action": "disable"})
-    assert r.headers["Location"] == "/admin?done=disable"
+    assert r.headers["Location"] == f"/admin?done=disable&user={sam_id}"
     assert (await clients["sam"].fetch("/api/users/me")).code == 401
     assert "disabled" in (await root.fetch("/admin")).body.decode()
     r = await admin_form(root, f"/admin/users/{sam_id}", {"action": "enable"})
-    assert r.headers["Location"] == "/admin?done=enable"
+    assert r.headers["Location"] == f"/admin?done=enable&user={sam_id}"
     assert (await make_client().login("sam")).code == 200
     # Revoke.
     sue = clients["sue"]
     r = await admin_form(root, f"/admin/users/{users['sue'].id}", {"action": "revoke"})
-    assert r.headers["Location"] == "/admin?done=revoke"
+    assert r.headers["Location"] == f"/admin?done=revoke&user={users['sue'].id}"
     assert (await sue.fetch("/api/users/me")).code == 401
     # Bad actions and targets: clear 4xx pages.
     r = await admin_form(root, f"/admin/users/{sam_id}", {"action": "explode"})

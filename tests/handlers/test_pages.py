@@ -38,7 +38,8 @@ class SafetyAudit(HTMLParser):
                 self.problems.append(f"javascript: URL in {name}")
         if tag == "form":
             self.forms += 1
-            self._form_has_xsrf = False
+            # A GET form (search, filter) changes nothing, and a token would land in the URL.
+            self._form_has_xsrf = values.get("method", "get").lower() == "get"
         if (
             tag == "input"
             and self._form_has_xsrf is not None
@@ -153,9 +154,11 @@ async def test_signed_in_pages_carry_xsrf_and_are_not_cached(make_page_client, m
         response = await client.fetch(path)
         assert response.code == 200, path
         assert response.headers["Cache-Control"] == "no-store", path
-        forms = FORM.findall(text(response))
+        forms = [m.group(0) for m in FORM.finditer(text(response))]
         assert forms, path  # at least the sign-out form
-        assert all('name="_xsrf"' in form for form in forms), path
+        posts = [form for form in forms if 'method="get"' not in form.split(">", 1)[0]]
+        assert all('name="_xsrf"' in form for form in posts), path
+        assert all("_xsrf" not in form for form in forms if form not in posts), path
 
 
 @pytest.mark.gen_test
@@ -214,6 +217,7 @@ FORM_POSTS = [
     ("/sessions/revoke", {"session": "x"}),
     ("/sessions/logout-all", {}),
     ("/account", {"currentPassword": PASSWORD, "newPassword": "x" * 10, "confirmPassword": "x"}),
+    ("/account/name", {"displayName": "Changed"}),
     ("/admin/users/1", {"action": "revoke"}),
 ]
 
@@ -564,3 +568,171 @@ async def test_next_with_control_characters_is_never_a_500(client, make_user, ta
     location = response.headers["Location"]
     assert location.startswith("/") and not location.startswith("//")
     assert location.isascii() and location.isprintable() and " " not in location
+
+
+# --- issue 12: display name, admin search, paging, audit filter, confirmations ---------------
+
+
+def user_rows(page: str) -> list[str]:
+    """The usernames in the /admin users table, in order."""
+    return re.findall(r'<tr data-user="([^"]+)"', page)
+
+
+@pytest.mark.gen_test
+async def test_display_name_change_on_account_page(make_page_client, make_user, ctx):
+    client = await signed_in(make_page_client, make_user, "kid", role="student")
+    response = await client.submit("/account/name", {"displayName": "Kid Rocket"}, page="/account")
+    assert response.code == 302 and location(response) == "/account?done=name"
+    page = text(await client.fetch("/account?done=name"))
+    assert "Display name changed." in page and 'value="Kid Rocket"' in page
+    assert (await ctx.db.get_credentials("kid"))[0].display_name == "Kid Rocket"
+    assert "Kid Rocket" in text(await client.fetch("/dashboard"))
+    # Blank is the username, as at registration.
+    response = await client.submit("/account/name", {"displayName": "   "}, page="/account")
+    assert response.code == 302
+    assert (await ctx.db.get_credentials("kid"))[0].display_name == "kid"
+
+
+@pytest.mark.parametrize(
+    "value, problem",
+    [("x" * 65, "At most 64 characters."), ("bad\u2028line", "Only printable characters")],
+)
+@pytest.mark.gen_test
+async def test_bad_display_name_is_shown_at_its_field(
+    make_page_client, make_user, ctx, value, problem
+):
+    client = await signed_in(make_page_client, make_user, "kid", role="student")
+    response = await client.submit("/account/name", {"displayName": value}, page="/account")
+    assert response.code == 400
+    page = text(response)
+    assert problem in page
+    field = re.search(r'<input id="displayName"[^>]*>', page).group(0)
+    assert 'aria-invalid="true"' in field
+    assert "displayName-error" in field and 'id="displayName-error"' in page
+    assert (await ctx.db.get_credentials("kid"))[0].display_name == "Kid"
+
+
+@pytest.mark.gen_test
+async def test_register_errors_are_tied_to_their_fields(visitor):
+    response = await visitor.submit("/register", {"username": "a", "password": "short"})
+    assert response.code == 400
+    page = text(response)
+    assert "Please correct: Username, Password." in page
+    for name in ("username", "password"):
+        field = re.search(rf'<input id="{name}"[^>]*>', page).group(0)
+        assert 'aria-invalid="true"' in field, name
+        assert f"{name}-error" in field, name
+        assert f'id="{name}-error"' in page, name
+    display = re.search(r'<input id="displayName"[^>]*>', page).group(0)
+    assert "aria-invalid" not in display
+
+
+@pytest.mark.gen_test
+async def test_admin_user_search_and_paging(make_page_client, make_user, ctx):
+    admin = await signed_in(make_page_client, make_user, "boss", role="admin")
+    for n in range(30):
+        await make_user(f"kid{n:02d}")
+    first = text(await admin.fetch("/admin"))
+    assert user_rows(first)[:3] == ["boss", "kid00", "kid01"] and len(user_rows(first)) == 25
+    assert "31 users" in first and "page 1 of 2" in first
+    assert 'href="/admin?upage=2"' in first
+    second = text(await admin.fetch("/admin?upage=2"))
+    assert user_rows(second) == [f"kid{n:02d}" for n in range(24, 30)]
+    # A page past the end, or nonsense, is still a page.
+    assert user_rows(text(await admin.fetch("/admin?upage=99"))) == user_rows(second)
+    assert user_rows(text(await admin.fetch("/admin?upage=-1"))) == user_rows(first)
+    # Search matches username or display name, any case.
+    assert user_rows(text(await admin.fetch("/admin?q=KID1"))) == [f"kid1{n}" for n in range(10)]
+    kid = (await ctx.db.get_credentials("kid07"))[0]
+    await ctx.db.update_user(kid.id, display_name="Ada Lovelace")
+    found = text(await admin.fetch("/admin?q=lovelace"))
+    assert user_rows(found) == ["kid07"] and "1 user matching" in found
+    assert user_rows(text(await admin.fetch("/admin?q=nobody-at-all"))) == []
+
+
+@pytest.mark.gen_test
+async def test_admin_audit_filter_and_paging(make_page_client, make_user, ctx):
+    admin = await signed_in(make_page_client, make_user, "boss", role="admin")
+    for n in range(60):
+        await ctx.db.add_audit(
+            "login_failed", user_id=None, username=f"kid{n % 2}", ip="10.0.0.1", detail={}
+        )
+    await ctx.db.add_audit(
+        "xsrf_rejected",
+        user_id=None,
+        username=None,
+        ip="10.0.0.2",
+        detail={"path": "/api/auth/login", "count": 12},
+    )
+    page = text(await admin.fetch("/admin"))
+    assert "path /api/auth/login, 12 times" in page
+    assert '<option value="login_failed"' in page
+    audit = page[page.index('id="audit"') :]
+    assert audit.count("<tr>") == 50 + 1  # 50 rows and the header
+    assert "Older events" in page
+    older = text(await admin.fetch("/admin?apage=2"))
+    rows = older[older.index('id="audit"') :].count("<tr>") - 1
+    assert rows == 62 - 50  # 60 + the xsrf row + boss's login
+    only = text(await admin.fetch("/admin?event=xsrf_rejected"))
+    assert only[only.index('id="audit"') :].count("<tr>") - 1 == 1
+    kid1 = text(await admin.fetch("/admin?event=login_failed&who=KID1"))
+    assert kid1[kid1.index('id="audit"') :].count("<tr>") - 1 == 30
+    none = text(await admin.fetch("/admin?event=nothing_like_this"))
+    assert 'id="audit-empty"' in none
+
+
+@pytest.mark.gen_test
+async def test_admin_actions_name_the_user_and_disable_asks_first(make_page_client, make_user, ctx):
+    admin = await signed_in(make_page_client, make_user, "boss", role="admin")
+    await make_user("kid1")
+    kid = (await ctx.db.get_credentials("kid1"))[0]
+    response = await admin.submit(
+        f"/admin/users/{kid.id}", {"action": "role", "role": "teacher"}, page="/admin"
+    )
+    assert response.code == 302
+    done = text(await admin.fetch(location(response)))
+    assert "Role of kid1 changed to teacher." in done
+    # Disable is a link to a page that names the user; only its POST disables.
+    page = text(await admin.fetch("/admin"))
+    assert f'href="/admin/users/{kid.id}/disable"' in page
+    confirm = await admin.fetch(f"/admin/users/{kid.id}/disable")
+    assert confirm.code == 200 and "Disable kid1?" in text(confirm)
+    assert not (await ctx.db.get_user(kid.id)).disabled
+    response = await admin.submit(
+        f"/admin/users/{kid.id}", {"action": "disable"}, page=f"/admin/users/{kid.id}/disable"
+    )
+    assert "kid1 is disabled" in text(await admin.fetch(location(response)))
+    assert (await ctx.db.get_user(kid.id)).disabled
+    assert (await admin.fetch("/admin/users/999/disable")).code == 404
+
+
+@pytest.mark.gen_test
+async def test_admin_disabling_themself_is_refused_on_the_admin_page(
+    make_page_client, make_user, ctx
+):
+    admin = await signed_in(make_page_client, make_user, "boss", role="admin")
+    me = (await ctx.db.get_credentials("boss"))[0]
+    page = text(await admin.fetch("/admin"))
+    assert f'href="/admin/users/{me.id}/disable"' not in page
+    confirm = await admin.fetch(f"/admin/users/{me.id}/disable")
+    assert confirm.code == 302
+    assert "cannot disable your own account" in text(await admin.fetch(location(confirm)))
+    response = await admin.submit(f"/admin/users/{me.id}", {"action": "disable"}, page="/admin")
+    assert response.code == 409
+    refused = text(response)
+    assert "<h1>Administration</h1>" in refused and 'id="form-error"' in refused
+    assert "cannot disable or demote your own account" in refused
+    assert not (await ctx.db.get_user(me.id)).disabled
+
+
+@pytest.mark.parametrize(
+    "role, hint",
+    [("student", "ask your teacher"), ("teacher", "ask an administrator")],
+)
+@pytest.mark.gen_test
+async def test_forbidden_page_hint_depends_on_role(make_page_client, make_user, role, hint):
+    client = await signed_in(make_page_client, make_user, "someone", role=role)
+    response = await client.fetch("/admin")
+    assert response.code == 403 and hint in text(response)
+    if role == "teacher":
+        assert "ask your teacher" not in text(response)

@@ -415,3 +415,18 @@ async def test_postgres_unreachable_is_storage_unavailable():
             await database.get_user(1)
     finally:
         await database.close()
+
+
+@pytest.mark.gen_test
+async def test_update_user_changes_display_name_only(database):
+    # /account/name (issue 12): the display name changes; role and disabled stay as they were.
+    user = await _user(database, "dora", "teacher")
+    updated = await database.update_user(user.id, display_name="Dora the Teacher")
+    assert (updated.display_name, updated.role, updated.disabled) == (
+        "Dora the Teacher",
+        "teacher",
+        False,
+    )
+    assert (await database.get_user(user.id)).display_name == "Dora the Teacher"
+    kept = await database.update_user(user.id, role="admin")
+    assert (kept.display_name, kept.role) == ("Dora the Teacher", "admin")

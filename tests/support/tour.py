@@ -1,0 +1,115 @@
+"""A tour of every page for every role in real Chromium, for the layout and axe tests.
+
+`set_up` makes a teacher and an admin with the command line and a student through the
+register page, then gives the student and teacher a 300-character unbroken display name
+straight in the database (longer than the form allows: a name imported or made before the
+limit must not break a page either). `tour` signs in as each role and yields every page it
+can reach.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tests.support.client import PASSWORD
+from tests.support.live import LIVE_SECRET, ROOT, LiveServer
+
+VIEWPORTS = {"wide": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+LONG_NAME = "W" * 300
+# An agent no rule knows: the sessions page shows it raw, 300 characters with no space.
+LONG_AGENT = "UnknownBrowser/" + "x" * 285
+ROLES = ("signed-out", "student", "teacher", "admin")
+SCREENSHOTS = ROOT / "test-screenshots"
+
+
+def create_user(server: LiveServer, username: str, role: str) -> None:
+    """`python run.py create-user` against the server's own database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLP_")}
+    env.update(
+        PLP_DATA_DIR=str(server.data_dir),
+        PLP_PASSWORD=PASSWORD,
+        PLP_BCRYPT_ROUNDS="4",
+        SESSION_SECRET=LIVE_SECRET,
+    )
+    command = [sys.executable, str(ROOT / "run.py"), "create-user", "--username", username]
+    subprocess.run([*command, "--role", role], env=env, check=True, timeout=60, cwd=str(ROOT))
+
+
+def set_up(server: LiveServer, browser: Any) -> None:
+    """Users for every role (one registered in the browser), all with a 300-character name."""
+    create_user(server, "teach", "teacher")
+    create_user(server, "boss", "admin")
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server.url + "/register")
+    page.fill("#username", "kid")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(server.url + "/dashboard")
+    context.close()
+    with sqlite3.connect(Path(server.data_dir) / "plp.sqlite3") as db:
+        db.execute("UPDATE users SET display_name = ? WHERE role != 'admin'", (LONG_NAME,))
+
+
+def sign_in(page: Any, url: str, username: str) -> None:
+    page.goto(url + "/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(url + "/dashboard")
+
+
+USERNAMES = {"student": "kid", "teacher": "teach", "admin": "boss"}
+
+
+def pages_for(role: str) -> list[tuple[str, str]]:
+    """(name, path) of every page this role can see; /admin is the 403 page below admin."""
+    if role == "signed-out":
+        return [("index", "/"), ("login", "/login"), ("register", "/register"), ("404", "/nope")]
+    pages = [
+        ("index", "/"),
+        ("dashboard", "/dashboard"),
+        ("chat", "/chat"),
+        ("sessions", "/sessions"),
+        ("account", "/account"),
+        ("admin" if role == "admin" else "403", "/admin"),
+    ]
+    if role == "admin":
+        pages.append(("disable-confirm", "/admin/users/1/disable"))
+    return pages
+
+
+def tour(
+    browser: Any, server: LiveServer, viewport: str, *, dark: bool = False, zone: str = "UTC"
+) -> Iterator[Any]:
+    """(role, name, page) for every page of every role, loaded and settled."""
+    for role in ROLES:
+        context = browser.new_context(
+            viewport=VIEWPORTS[viewport],
+            user_agent=LONG_AGENT,
+            color_scheme="dark" if dark else "light",
+            timezone_id=zone,
+            locale="en-GB",
+        )
+        page = context.new_page()
+        if role != "signed-out":
+            sign_in(page, server.url, USERNAMES[role])
+        for name, path in pages_for(role):
+            page.goto(server.url + path)
+            page.wait_for_load_state("load")
+            yield role, name, page
+        context.close()
+
+
+def overflow(page: Any) -> int:
+    """How many pixels the page is wider than the window (0 when nothing scrolls sideways)."""
+    return page.evaluate(
+        "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+        " - window.innerWidth"
+    )
