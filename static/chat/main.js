@@ -333,7 +333,9 @@ function onHello(user) {
   state.me = user;
   state.open = true;
   state.backoff = BACKOFF_MIN;
-  setStatus("Connected as " + (user.displayName || user.username) + ".");
+  const name = user.displayName || user.username;
+  // A name may end in a full stop already ("Amir K."): no second one.
+  setStatus("Connected as " + name + (name.endsWith(".") ? "" : "."));
   renderChannels();
   view.decorate(); // delete buttons depend on who I am
   joinAll();
