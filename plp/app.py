@@ -43,7 +43,7 @@ class PlpApplication(tornado.web.Application):
 
 def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
     """The Tornado application for a context; route lists are joined in order."""
-    from .handlers import api, auth, channels, chat, pages
+    from .handlers import admin_pages, api, auth, channels, chat, pages
 
     settings = ctx.settings
     handlers: list = [
@@ -52,6 +52,7 @@ def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
         *channels.routes,
         *chat.routes,
         *pages.routes,
+        *admin_pages.routes,
         *api.fallback_routes,
     ]
     app_settings: dict[str, Any] = dict(
