@@ -3,15 +3,50 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from tests.support import backends
 from tests.support.client import Client
+from tests.support.live import LiveServer
 
 READ_TIMEOUT = 10.0
+
+
+@contextlib.contextmanager
+def two_processes(root: Path) -> Iterator[tuple[LiveServer, LiveServer]]:
+    """Servers A and B on one fresh PostgreSQL database and one fresh Redis database.
+
+    A also carries `pg_url`, for tests that read the shared database directly.
+    """
+    import redis as redis_sync
+
+    base_redis = backends.redis_url().rsplit("/", 1)[0]
+    redis_url = f"{base_redis}/{random.randint(1, 63)}"
+    base_pg = backends.postgres_url()
+    pg_url, pg_name = backends.fresh_postgres_database(base_pg)
+    raw = redis_sync.Redis.from_url(redis_url)
+    raw.flushdb()
+    env = {"PLP_DB": pg_url, "PLP_SESSION_BACKEND": "redis", "PLP_REDIS_URL": redis_url}
+    servers: list[LiveServer] = []
+    try:
+        for name in ("a", "b"):
+            servers.append(LiveServer(root / name, env=env).start())
+        servers[0].pg_url = pg_url
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            server.stop()
+        raw.flushdb()
+        raw.close()
+        backends.drop_postgres_database(base_pg, pg_name)
 
 
 def client_for(server: Any, cookies: dict[str, str] | None = None) -> Client:

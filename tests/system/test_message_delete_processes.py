@@ -12,10 +12,16 @@ import random
 from typing import Any
 
 import pytest
-import redis as redis_sync
 
-from tests.support import PASSWORD, LiveServer, backends, body, wait_until
-from tests.support.multiproc import client_for, general_channel, join, open_socket, read_until
+from tests.support import PASSWORD, body, wait_until
+from tests.support.multiproc import (
+    client_for,
+    general_channel,
+    join,
+    open_socket,
+    read_until,
+    two_processes,
+)
 from tests.support.web import run_plp
 
 pytestmark = pytest.mark.services
@@ -27,26 +33,8 @@ HANG = 20.0  # only bounds a hang
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """Servers A and B on one fresh PostgreSQL database and one fresh Redis database."""
-    base_redis = backends.redis_url().rsplit("/", 1)[0]
-    redis_url = f"{base_redis}/{random.randint(1, 63)}"
-    base_pg = backends.postgres_url()
-    pg_url, pg_name = backends.fresh_postgres_database(base_pg)
-    raw = redis_sync.Redis.from_url(redis_url)
-    raw.flushdb()
-    env = {"PLP_DB": pg_url, "PLP_SESSION_BACKEND": "redis", "PLP_REDIS_URL": redis_url}
-    root = tmp_path_factory.mktemp("msgdel")
-    servers = []
-    try:
-        for name in ("a", "b"):
-            servers.append(LiveServer(root / name, env=env).start())
-        servers[0].pg_url = pg_url
-        yield servers[0], servers[1]
-    finally:
-        for server in servers:
-            server.stop()
-        raw.flushdb()
-        raw.close()
-        backends.drop_postgres_database(base_pg, pg_name)
+    with two_processes(tmp_path_factory.mktemp("msgdel")) as pair:
+        yield pair
 
 
 def _name(prefix: str) -> str:

@@ -20,6 +20,7 @@ from tests.support.multiproc import (
     open_socket,
     read_frame,
     read_until,
+    two_processes,
     wait_closed,
 )
 
@@ -28,36 +29,11 @@ RETRY_FOR = 20.0  # how long a test polls for something eventual; bounds a hang 
 pytestmark = pytest.mark.services
 
 
-def _redis_db_url(url: str, db: int) -> str:
-    base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
-    return f"{base}/{db}"
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """Servers A and B on one fresh PostgreSQL database and one fresh Redis database."""
-    redis_url = _redis_db_url(backends.redis_url(), random.randint(1, 63))
-    base_pg = backends.postgres_url()
-    pg_url, pg_name = backends.fresh_postgres_database(base_pg)
-    raw = redis_sync.Redis.from_url(redis_url)
-    raw.flushdb()
-    env = {
-        "PLP_DB": pg_url,
-        "PLP_SESSION_BACKEND": "redis",
-        "PLP_REDIS_URL": redis_url,
-    }
-    root = tmp_path_factory.mktemp("cluster")
-    servers = []
-    try:
-        for name in ("a", "b"):
-            servers.append(LiveServer(root / name, env=env).start())
-        yield servers[0], servers[1]
-    finally:
-        for server in servers:
-            server.stop()
-        raw.flushdb()
-        raw.close()
-        backends.drop_postgres_database(base_pg, pg_name)
+    with two_processes(tmp_path_factory.mktemp("cluster")) as pair:
+        yield pair
 
 
 def _name(prefix: str) -> str:
