@@ -72,9 +72,6 @@ class Dialect:
     types: Mapping[str, str]
     # DB-API paramstyle: "qmark" (`?`, as written here) or "format" (`%s`).
     paramstyle: str = "qmark"
-    # Appended to a SELECT whose row the transaction then changes; "" where a transaction
-    # holds the whole database's write lock from its start.
-    lock_rows: str = ""
     # False where text columns cannot hold NUL (PostgreSQL).
     text_holds_nul: bool = True
     _converted: dict[str, str] = field(default_factory=dict, repr=False)
