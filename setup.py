@@ -13,6 +13,9 @@ setup(
     install_requires=[
         "tornado>=6.4,<7",
         "bcrypt>=4.1",
+        "webauthn>=2.2,<4",
+        "pyotp>=2.9",
+        "segno>=1.6",
     ],
     extras_require={
         "redis": ["redis>=5"],

@@ -60,6 +60,11 @@ class Settings:
     log_format: str = "text"
     log_level: str = "info"
     audit_retention_days: int = 180
+    reset_code_ttl: float = 900.0
+    class_join_failures: int = 10
+    rp_id: str = ""
+    require_mfa: tuple[str, ...] = ()
+    reauth_window: float = 600.0
     # Secrets: only ever from the environment (see from_env), never a flag.
     session_secret: str = field(default="", repr=False)
     session_secret_previous: tuple[str, ...] = field(default=(), repr=False)
@@ -188,6 +193,29 @@ def _chat_rate(raw: str) -> tuple[int, float]:
     return int(match.group(1)), float(match.group(2))
 
 
+def _roles(raw: str) -> tuple[str, ...]:
+    roles = []
+    for item in raw.split(","):
+        item = item.strip().lower()
+        if not item:
+            continue
+        if item not in ("student", "teacher", "admin"):
+            raise ValueError(f"{item!r} is not a role (student, teacher, admin)")
+        if item not in roles:
+            roles.append(item)
+    return tuple(roles)
+
+
+def _rp_id(raw: str) -> str:
+    value = raw.strip().lower()
+    # A WebAuthn RP ID is a bare host name: no scheme, port, path or spaces.
+    if value and not re.fullmatch(
+        r"[a-z0-9]([a-z0-9\-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9\-]*[a-z0-9])?)*", value
+    ):
+        raise ValueError("must be a host name such as school.example.org (no scheme or port)")
+    return value
+
+
 def _db(raw: str) -> str:
     value = raw.strip()
     if value.startswith(("postgres://", "postgresql://")):
@@ -254,6 +282,11 @@ OPTIONS: dict[str, tuple[Callable[[str], Any], bool, str]] = {
     "log-format": (_choice("text", "json"), False, "text or json"),
     "log-level": (_choice("debug", "info", "warning", "error"), False, "log level"),
     "audit-retention-days": (_days, False, "days an audit row is kept before it is pruned"),
+    "reset-code-ttl": (_seconds, False, "seconds a password reset code stays valid"),
+    "class-join-failures": (_positive_int, False, "wrong class join codes per user per hour"),
+    "rp-id": (_rp_id, False, "WebAuthn relying party ID (default: the request's host name)"),
+    "require-mfa": (_roles, False, "comma-separated roles that must use a passkey or TOTP"),
+    "reauth-window": (_seconds, False, "seconds a sign-in counts as recent for sensitive actions"),
 }
 
 
@@ -279,6 +312,8 @@ _METAVARS: dict[Callable[[str], Any], str] = {
     _redis_url: "URL",
     _chat_rate: "SENDS/SECONDS",
     _days: "DAYS",
+    _roles: "ROLES",
+    _rp_id: "HOST",
 }
 
 

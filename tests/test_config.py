@@ -49,6 +49,11 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "log-format": ("json", "json"),
     "log-level": ("debug", "debug"),
     "audit-retention-days": ("30", 30),
+    "reset-code-ttl": ("600", 600.0),
+    "class-join-failures": ("3", 3),
+    "rp-id": ("School.Example.org", "school.example.org"),
+    "require-mfa": ("admin, Teacher,admin", ("admin", "teacher")),
+    "reauth-window": ("300", 300.0),
 }
 
 DEFAULTS: dict[str, object] = {
@@ -75,6 +80,11 @@ DEFAULTS: dict[str, object] = {
     "sockets_per_address": 1000,
     "chat_rate": (5, 5.0),
     "audit_retention_days": 180,
+    "reset_code_ttl": 900.0,
+    "class_join_failures": 10,
+    "rp_id": "",
+    "require_mfa": (),
+    "reauth_window": 600.0,
 }
 
 
@@ -229,6 +239,12 @@ def test_cors_origins_rejected(raw):
         ("session-prune-interval", "0.5"),
         ("audit-retention-days", "0"),
         ("audit-retention-days", "3653"),
+        ("reset-code-ttl", "0"),
+        ("class-join-failures", "0"),
+        ("rp-id", "https://school.example.org"),
+        ("rp-id", "school.example.org:8443"),
+        ("require-mfa", "root"),
+        ("reauth-window", "nan"),
         ("audit-retention-days", "1.5"),
         ("env", "staging"),
         ("session-backend", "memcached"),
