@@ -25,7 +25,8 @@ from .config import Settings
 from .sessions.base import SessionStore
 from .sessions.cookie import CookieSigner
 from .sessions.memory import MemorySessionStore
-from .storage.base import Database, Message
+from .storage.base import Message
+from .storage.store import Store
 from .throttle import MemoryThrottle, Throttle
 
 Clock = Callable[[], float]
@@ -141,7 +142,7 @@ class Context:
     """What handlers need, made once per process; handlers reach it as `self.ctx`."""
 
     settings: Settings
-    db: Database
+    db: Store
     backends: Backends
     hasher: PasswordHasher
     audit: Auditor
@@ -175,7 +176,7 @@ class Context:
 def make_context(
     settings: Settings,
     *,
-    db: Database,
+    db: Store,
     backends: Backends | None = None,
     clock: Clock = time.time,
 ) -> Context:

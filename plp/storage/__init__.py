@@ -1,11 +1,11 @@
-"""Storage backends behind the `Database` interface; `open_database` picks one by URL."""
+"""Storage backends behind the `Store` interface; `open_database` picks one by URL."""
 
 from __future__ import annotations
 
-from .base import Database
+from .store import Store
 
 
-def open_database(url: str) -> Database:
+def open_database(url: str) -> Store:
     """A SQLite database for a file path, PostgreSQL for a postgresql:// URL (not migrated)."""
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresDatabase

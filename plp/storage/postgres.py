@@ -28,7 +28,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .base import StorageUnavailable, UnstorableValue
 from .schema import CHANNEL_NAME_KEY, USERNAME_KEY
-from .sql import Dialect, Params, Row, SQLDatabase, Statements, pending, writes
+from .sql import SQLDatabase, pending
+from .statements import Dialect, Params, Row, Statements, writes
 
 log = logging.getLogger(__name__)
 

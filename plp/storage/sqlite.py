@@ -29,7 +29,8 @@ from .base import (
     UnstorableValue,
     User,
 )
-from .sql import Dialect, Params, Row, SQLDatabase, Statements, pending, reads, writes
+from .sql import SQLDatabase, pending
+from .statements import Dialect, Params, Row, Statements, reads, writes
 
 log = logging.getLogger(__name__)
 
