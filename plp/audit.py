@@ -58,6 +58,23 @@ EVENTS = frozenset(
         "xsrf_rejected",
         "ws_rejected",
         "message_removed",
+        # SPEC §12-§14
+        "class_created",
+        "class_deleted",
+        "class_joined",
+        "class_join_failed",
+        "class_member_added",
+        "class_member_removed",
+        "reset_code_issued",
+        "password_reset",
+        "passkey_added",
+        "passkey_removed",
+        "totp_enabled",
+        "totp_disabled",
+        "recovery_code_used",
+        "mfa_failed",
+        "reauth_succeeded",
+        "reauth_failed",
     }
 )
 # Refused requests: an attacker can send as many as the network carries, so they are counted.

@@ -48,3 +48,7 @@ class RateLimited(DomainError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ReauthRequired(DomainError):
+    """A sensitive action needs a sign-in within `reauth-window` (SPEC §14); 401."""

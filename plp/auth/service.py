@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..errors import AccountDisabled, InvalidCredentials, InvalidInput, NotFound, RateLimited
-from ..sessions.base import END_LOGOUT, END_PASSWORD, END_REVOKED, Session
+from ..sessions.base import END_LOGOUT, END_PASSWORD, END_REVOKED, METHOD_PASSWORD, Session
 from ..storage.base import StorageError, StorageUnavailable, User
 from . import accounts
 from .accounts import USERNAME_RE, normalize_username
@@ -130,12 +130,19 @@ async def rehash_password(ctx: Context, user: User, password: str, stored: str) 
 
 
 async def start_session(
-    ctx: Context, user: User, *, ip: str, user_agent: str, previous: Session | None
+    ctx: Context,
+    user: User,
+    *,
+    ip: str,
+    user_agent: str,
+    previous: Session | None,
+    method: str = METHOD_PASSWORD,
 ) -> str:
-    """End the session the request carried (no fixation) and start a new one; the token."""
+    """End the session the request carried (no fixation) and start a new one signed in by
+    `method` (SPEC §14); the token."""
     if previous is not None:
         await ctx.store.end(previous.key, END_LOGOUT)
-    token, _session = await ctx.store.create(user.id, ip=ip, user_agent=user_agent)
+    token, _session = await ctx.store.create(user.id, ip=ip, user_agent=user_agent, method=method)
     return token
 
 
@@ -200,7 +207,8 @@ async def change_password(
     await ctx.throttle.login_succeeded(user.username)
     await ctx.db.set_password_hash(user.id, await ctx.hasher.hash(new))  # type: ignore[arg-type]
     await ctx.store.end_all_for_user(user.id, END_PASSWORD)
-    token, _ = await ctx.store.create(user.id, ip=ip, user_agent=user_agent)
+    # The new session has just proved the password: it keeps the old one's sign-in method.
+    token, _ = await ctx.store.create(user.id, ip=ip, user_agent=user_agent, method=session.method)
     await ctx.audit.record("password_changed", user_id=user.id, username=user.username, ip=ip)
     return token
 

@@ -126,6 +126,12 @@ class AdminDisableConfirmPage(PageHandler):
         self.render_page("admin_disable.html", target=target)
 
 
+# The admin actions that need a recent sign-in (SPEC §14), and how the ask names them.
+SENSITIVE = {
+    "role": "Changing a role",
+    "disable": "Disabling an account",
+    "revoke": "Signing someone out everywhere",
+}
 SELF_DISABLE = "You cannot disable your own account; ask another admin."
 
 
@@ -138,6 +144,10 @@ class AdminUserPage(AdminView):
         action = self.form("action")
         if action not in DONE:
             raise ApiError(400, "bad_request", "Unknown admin action.")
+        if action in SENSITIVE and not await self.confirm_recent(
+            SENSITIVE[action], cancel="/admin"
+        ):
+            return
         try:
             target = await self.act(user_id, action)
         except Conflict as exc:

@@ -6,7 +6,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from ..auth import accounts, service
+from ..auth import accounts, recent, service
 from ..auth.decorators import authenticated, require_role
 from ..sessions.base import Session
 from ..storage.base import iso_from_epoch
@@ -28,6 +28,7 @@ def session_json(session: Session, current: Session | None, idle: float, max_age
         "expiresAt": iso_from_epoch(session.deadline(idle, max_age)),
         "ip": session.ip,
         "userAgent": session.user_agent,
+        "method": session.method,
         "current": current is not None and session.key == current.key,
     }
 
@@ -133,13 +134,13 @@ class AdminUserHandler(ApiHandler):
     @require_role("admin")
     async def patch(self, raw_id: str) -> None:
         data = self.get_json_body()
+        user_id = parse_id(raw_id)
+        role = field(data, "role", str, required=False)
+        disabled = field(data, "disabled", bool, required=False)
+        if role is not None or disabled:
+            recent.ensure_recent(self.ctx, self.session)
         user = await accounts.admin_update_user(
-            self.ctx,
-            self.user,
-            parse_id(raw_id),
-            role=field(data, "role", str, required=False),
-            disabled=field(data, "disabled", bool, required=False),
-            ip=self.ip,
+            self.ctx, self.user, user_id, role=role, disabled=disabled, ip=self.ip
         )
         self.write_json({"user": user.to_json(admin=True)})
 
@@ -149,7 +150,9 @@ class AdminUserSessionsHandler(ApiHandler):
 
     @require_role("admin")
     async def delete(self, raw_id: str) -> None:
-        await accounts.admin_revoke_sessions(self.ctx, self.user, parse_id(raw_id), ip=self.ip)
+        user_id = parse_id(raw_id)
+        recent.ensure_recent(self.ctx, self.session)
+        await accounts.admin_revoke_sessions(self.ctx, self.user, user_id, ip=self.ip)
         self.set_status(204)
         self.finish()
 

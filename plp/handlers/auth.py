@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..auth import service
+from ..auth import recent, service
 from ..auth.decorators import authenticated
 from .base import ApiHandler
 
@@ -74,10 +74,23 @@ class LogoutAllHandler(ApiHandler):
         self.write_json({"ok": True, "ended": count})
 
 
+class ReauthHandler(ApiHandler):
+    """POST /api/auth/reauth {password}: renew this session's sign-in time, same token."""
+
+    @authenticated
+    async def post(self) -> None:
+        data = self.get_json_body()
+        await recent.reauth_with_password(
+            self.ctx, self.user, self.session, password=data.get("password"), ip=self.ip
+        )
+        self.write_json({"ok": True})
+
+
 routes = [
     (r"/api/auth/csrf", CsrfHandler),
     (r"/api/auth/register", RegisterHandler),
     (r"/api/auth/login", LoginHandler),
     (r"/api/auth/logout", LogoutHandler),
     (r"/api/auth/logout-all", LogoutAllHandler),
+    (r"/api/auth/reauth", ReauthHandler),
 ]

@@ -21,6 +21,7 @@ from ..errors import (
     InvalidInput,
     NotFound,
     RateLimited,
+    ReauthRequired,
 )
 from ..sessions.base import SessionStoreUnavailable
 from ..storage import base as storage
@@ -72,6 +73,7 @@ class Answer(NamedTuple):
 ERRORS: dict[type[Exception], Answer] = {
     InvalidInput: Answer(400, "bad_request"),
     InvalidCredentials: Answer(401, "invalid_credentials"),
+    ReauthRequired: Answer(401, "reauth_required"),
     AccountDisabled: Answer(403, "account_disabled"),
     Forbidden: Answer(403, "forbidden"),
     NotFound: Answer(404, "not_found"),

@@ -11,7 +11,7 @@ from typing import Any
 import tornado.web
 from tornado.web import HTTPError
 
-from ..auth import accounts, service
+from ..auth import accounts, recent, service
 from ..auth.decorators import authenticated
 from ..errors import DomainError, InvalidInput, NotFound
 from ..security import safe_next, write_security_headers
@@ -42,6 +42,49 @@ class PageHandler(BaseHandler):
     def redirect_to_next(self) -> None:
         """Follow `next` only when it is a same-site relative path."""
         self.redirect(safe_next(self.get_argument("next", None)))
+
+    async def confirm_recent(self, why: str, *, cancel: str) -> bool:
+        """For a sensitive form action (SPEC §14): True when the sign-in is recent, or the
+        form carries the password again and it is right (the action then carries on).
+
+        Otherwise this answers with the "Confirm it is you" page, which posts the same form
+        fields back to the same action with the password added, and returns False. A wrong
+        password shows that page again at 400 (429 when throttled), never ending the session.
+        """
+        if recent.is_recent(self.ctx, self.session):
+            return True
+        password = self.form("reauth_password")
+        fields: dict[str, str] = {}
+        error = None
+        if password:
+            try:
+                await recent.reauth_with_password(
+                    self.ctx, self.user, self.session, password=password, ip=self.ip
+                )
+                return True
+            except DomainError as exc:
+                answer = http_error(exc)
+                self.set_status(answer.status_code)
+                for name, value in answer.headers.items():
+                    self.set_header(name, value)
+                fields, error = answer.fields or {}, answer.message
+                fields = {"reauth_password": fields.get("password", answer.message)}
+        replay = [
+            (name, self.form(name))
+            for name in self.request.body_arguments
+            if name not in ("_xsrf", "reauth_password", "reauth_code")
+        ]
+        self.render_page(
+            "reauth.html",
+            why=why,
+            action=self.request.uri,
+            replay=replay,
+            cancel=cancel,
+            needs_code=False,
+            error=error,
+            fields=fields,
+        )
+        return False
 
     def render_error_form(self, template: str, exc: DomainError, **values: Any) -> None:
         """The form again, with the service's refusal, under the status `ERRORS` gives it."""
@@ -160,6 +203,15 @@ class ChatPage(PageHandler):
         self.render_page("chat.html", channels=channels)
 
 
+# How each sign-in method reads on /sessions.
+METHOD_NAMES = {
+    "password": "Password",
+    "passkey": "Passkey",
+    "password+totp": "Password and authenticator code",
+    "reset": "Reset code",
+}
+
+
 class SessionsPage(PageHandler):
     @authenticated
     async def get(self) -> None:
@@ -173,6 +225,7 @@ class SessionsPage(PageHandler):
                 "expires": iso_from_epoch(s.deadline(store.idle_timeout, store.max_age)),
                 "ip": s.ip,
                 "user_agent": s.user_agent,
+                "method": METHOD_NAMES.get(s.method, s.method),
                 "current": s.key == self.session.key,
             }
             for s in sessions

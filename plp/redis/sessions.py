@@ -42,6 +42,7 @@ from typing import Any
 from ..sessions.base import (
     END_CAPPED,
     END_EXPIRED,
+    METHOD_PASSWORD,
     TOUCH_GRANULARITY,
     Session,
     SessionStore,
@@ -74,6 +75,7 @@ _SCRIPTS = {
     for name in ("create", "end", "end_by_handle", "end_all", "prune")
 }
 _SCRIPTS["touch"] = lua("sessions_touch")
+_SCRIPTS["reauth"] = lua("sessions_reauth")
 
 
 def _ms(seconds: float) -> int:
@@ -173,6 +175,8 @@ class RedisSessionStore(SessionStore):
                 last_seen=float(fields["l"]),
                 ip=fields["ip"],
                 user_agent=sys.intern(fields["ua"]),
+                method=fields.get("m", METHOD_PASSWORD),
+                auth_at=float(fields.get("a", "0")),
             )
         except (KeyError, ValueError):
             return None
@@ -189,9 +193,11 @@ class RedisSessionStore(SessionStore):
     # -- SessionStore ----------------------------------------------------------------------
 
     @unavailable
-    async def create(self, user_id: int, *, ip: str, user_agent: str) -> tuple[str, Session]:
+    async def create(
+        self, user_id: int, *, ip: str, user_agent: str, method: str = METHOD_PASSWORD
+    ) -> tuple[str, Session]:
         now = self.clock()
-        token, session = mint_session(user_id, ip=ip, user_agent=user_agent, now=now)
+        token, session = mint_session(user_id, ip=ip, user_agent=user_agent, now=now, method=method)
         deadline = self._deadline(now, now)
         await self._run(
             "create",
@@ -208,8 +214,19 @@ class RedisSessionStore(SessionStore):
             _ms(self.max_age) + INDEX_SLACK_MS,
             END_EXPIRED,
             END_CAPPED,
+            method,
         )
         return token, session
+
+    @unavailable
+    async def renew_auth(self, session: Session) -> bool:
+        now = self.clock()
+        renewed = await self._scripts["reauth"](
+            args=[self.prefix, self.origin, self.channel, session.key, repr(now)]
+        )
+        if renewed:
+            session.auth_at = now
+        return bool(renewed)
 
     async def get(self, token: str) -> Session | None:
         return await self.get_by_key(hash_token(token))

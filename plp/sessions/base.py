@@ -30,6 +30,13 @@ END_DISABLED = "disabled"
 END_EXPIRED = "expired"
 END_CAPPED = "session_limit"
 
+# How a session signed in (SPEC §14), shown to its user on /sessions and in the API.
+METHOD_PASSWORD = "password"
+METHOD_PASSKEY = "passkey"
+METHOD_TOTP = "password+totp"
+METHOD_RESET = "reset"
+METHODS = (METHOD_PASSWORD, METHOD_PASSKEY, METHOD_TOTP, METHOD_RESET)
+
 EndListener = Callable[[str, int, str], None]
 
 
@@ -54,6 +61,10 @@ class Session:
     last_seen: float
     ip: str
     user_agent: str
+    method: str = METHOD_PASSWORD
+    # The last time this session proved who it is (sign-in or reauth): the clock of the
+    # recent-sign-in rule of SPEC §14. 0.0 (a record from before it existed) means never.
+    auth_at: float = 0.0
 
     def deadline(self, idle_timeout: float, max_age: float) -> float:
         """When this session ends unless touched: idle or absolute expiry, whichever first."""
@@ -64,7 +75,9 @@ class Session:
         return now >= self.deadline(store.idle_timeout, store.max_age)
 
 
-def mint_session(user_id: int, *, ip: str, user_agent: str, now: float) -> tuple[str, Session]:
+def mint_session(
+    user_id: int, *, ip: str, user_agent: str, now: float, method: str = METHOD_PASSWORD
+) -> tuple[str, Session]:
     """A fresh token and its Session (keyed by the token's hash); every store starts here."""
     token = new_token()
     session = Session(
@@ -76,6 +89,8 @@ def mint_session(user_id: int, *, ip: str, user_agent: str, now: float) -> tuple
         ip=ip,
         # Many sessions share a handful of browsers: intern to keep one copy of each.
         user_agent=sys.intern(user_agent[:512]),
+        method=method,
+        auth_at=now,
     )
     return token, session
 
@@ -114,10 +129,20 @@ class SessionStore(abc.ABC):
                 log.exception("session end listener failed")
 
     @abc.abstractmethod
-    async def create(self, user_id: int, *, ip: str, user_agent: str) -> tuple[str, Session]:
-        """Start a session and return (token, session); the token is never stored.
+    async def create(
+        self, user_id: int, *, ip: str, user_agent: str, method: str = METHOD_PASSWORD
+    ) -> tuple[str, Session]:
+        """Start a session signed in by `method` and return (token, session); the token is
+        never stored.
 
         If the user already has `per_user` live sessions, the oldest ends first.
+        """
+
+    @abc.abstractmethod
+    async def renew_auth(self, session: Session) -> bool:
+        """Record that the session proved its user again now (reauth); same token.
+
+        False if the session is no longer live.
         """
 
     @abc.abstractmethod

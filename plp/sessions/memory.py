@@ -21,6 +21,8 @@ from typing import Any
 from .base import (
     END_CAPPED,
     END_EXPIRED,
+    METHOD_PASSWORD,
+    METHODS,
     TOUCH_GRANULARITY,
     Session,
     SessionStore,
@@ -60,7 +62,9 @@ class MemorySessionStore(SessionStore):
                 del self._by_user[session.user_id]
         self._notify_end(session.key, session.user_id, reason)
 
-    async def create(self, user_id: int, *, ip: str, user_agent: str) -> tuple[str, Session]:
+    async def create(
+        self, user_id: int, *, ip: str, user_agent: str, method: str = METHOD_PASSWORD
+    ) -> tuple[str, Session]:
         now = self.clock()
         mine = self._by_user.get(user_id)
         if mine and len(mine) >= self.per_user:
@@ -73,9 +77,15 @@ class MemorySessionStore(SessionStore):
             oldest = min(mine.values(), key=lambda s: s.created_at)
             self._remove(oldest, END_CAPPED)
             mine = self._by_user.get(user_id)
-        token, session = mint_session(user_id, ip=ip, user_agent=user_agent, now=now)
+        token, session = mint_session(user_id, ip=ip, user_agent=user_agent, now=now, method=method)
         self._add(session)
         return token, session
+
+    async def renew_auth(self, session: Session) -> bool:
+        if self._sessions.get(session.key) is not session:
+            return False
+        session.auth_at = self.clock()
+        return True
 
     async def get(self, token: str) -> Session | None:
         return await self.get_by_key(hash_token(token))
@@ -166,6 +176,8 @@ class MemorySessionStore(SessionStore):
                 "last_seen": s.last_seen,
                 "ip": s.ip,
                 "user_agent": s.user_agent,
+                "method": s.method,
+                "auth_at": s.auth_at,
             }
             for s in self._created.values()
         ]
@@ -189,8 +201,14 @@ class MemorySessionStore(SessionStore):
                     last_seen=float(record["last_seen"]),
                     ip=str(record["ip"]),
                     user_agent=sys.intern(str(record["user_agent"])[:512]),
+                    # Snapshots from before SPEC §14 have neither: a password sign-in, not
+                    # recent.
+                    method=str(record.get("method", METHOD_PASSWORD)),
+                    auth_at=float(record.get("auth_at", 0.0)),
                 )
             except (KeyError, TypeError, ValueError, AttributeError):
+                continue
+            if session.method not in METHODS or not math.isfinite(session.auth_at):
                 continue
             if (
                 len(session.key) != 64

@@ -64,6 +64,7 @@ async def test_list_shows_handles_and_current_never_tokens(make_client, make_use
     assert len(sessions) == 2
     assert [s["current"] for s in sessions] == [True, False]
     assert [s["userAgent"] for s in sessions] == ["Laptop <b>", "Phone"]
+    assert [s["method"] for s in sessions] == ["password", "password"]
     for s in sessions:
         assert set(s) == {
             "id",
@@ -72,6 +73,7 @@ async def test_list_shows_handles_and_current_never_tokens(make_client, make_use
             "expiresAt",
             "ip",
             "userAgent",
+            "method",
             "current",
         }
         assert s["ip"] == "127.0.0.1"

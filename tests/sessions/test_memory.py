@@ -399,6 +399,28 @@ async def test_snapshot_restore_round_trip(make_store, clock, ends):
 
 
 @pytest.mark.gen_test
+async def test_snapshot_keeps_the_sign_in_method_and_time(make_store, clock):
+    store = make_store()
+    token, session = await store.create(1, ip="10.0.0.1", user_agent="t", method="passkey")
+    clock.advance(5)
+    await store.renew_auth(session)
+    records = json.loads(json.dumps(store.snapshot()))
+    restored = make_store()
+    assert restored.restore(records) == 1
+    got = await restored.get(token)
+    assert (got.method, got.auth_at) == ("passkey", session.auth_at)
+    # A snapshot written before sign-in methods existed: a password session, never recent.
+    old = [{k: v for k, v in r.items() if k not in ("method", "auth_at")} for r in records]
+    older = make_store()
+    assert older.restore(old) == 1
+    got = await older.get(token)
+    assert (got.method, got.auth_at) == ("password", 0.0)
+    # A method this plp does not know is a malformed record, skipped.
+    bad = [{**records[0], "method": "telepathy"}]
+    assert make_store().restore(bad) == 0
+
+
+@pytest.mark.gen_test
 async def test_restore_skips_expired_malformed_and_invalid(make_store, clock):
     store = make_store()
     good_token, good = await new(store, 1)

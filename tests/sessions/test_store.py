@@ -564,3 +564,30 @@ async def test_redis_throttle_is_shared_between_processes(redis_env, clock):
     finally:
         await a.close()
         await b.close()
+
+
+@pytest.mark.gen_test
+async def test_sessions_carry_their_sign_in_method_and_time(store, clock):
+    _, by_password = await _new(store, 1)
+    clock.advance(1)
+    token, by_passkey = await store.create(1, ip="10.0.0.1", user_agent="pytest", method="passkey")
+    assert (by_password.method, by_passkey.method) == ("password", "passkey")
+    got = await store.get(token)
+    assert got.method == "passkey"
+    assert got.auth_at == pytest.approx(clock())
+    assert [s.method for s in await store.list_for_user(1)] == ["password", "passkey"]
+
+
+@pytest.mark.gen_test
+async def test_renew_auth_moves_only_the_sign_in_time(store, clock):
+    token, session = await _new(store, 1)
+    signed_in_at = session.auth_at
+    clock.advance(50)
+    assert await store.renew_auth(session) is True
+    got = await store.get(token)
+    assert got.auth_at == pytest.approx(signed_in_at + 50)
+    # Same session: same handle and creation time; the absolute expiry does not move.
+    assert (got.handle, got.created_at) == (session.handle, pytest.approx(session.created_at))
+    await store.end(session.key, END_LOGOUT)
+    assert await store.renew_auth(session) is False
+    assert await store.get(token) is None  # renewing an ended session does not revive it
