@@ -22,6 +22,7 @@ from .auth.passwords import PasswordHasher
 from .chat.hub import ChatHub
 from .chat.wire import text_frame
 from .config import Settings
+from .pending import MemoryPendingStore, PendingStore
 from .sessions.base import SessionStore
 from .sessions.cookie import CookieSigner
 from .sessions.memory import MemorySessionStore
@@ -73,18 +74,21 @@ class Backends:
     store: SessionStore
     throttle: Throttle
     hub: ChatHub
+    pending: PendingStore
 
     async def start(self) -> None:
         """Connect the shared ones before serving; SessionStoreUnavailable if Redis is down."""
         await self.store.start()
         await self.throttle.start()
         await self.hub.start()
+        await self.pending.start()
 
     async def close(self) -> None:
         """Release them all; safe after the hub's shutdown or a failed start."""
         await self.hub.close()
         await self.store.close()
         await self.throttle.close()
+        await self.pending.close()
 
 
 def make_backends(settings: Settings, *, clock: Clock = time.time) -> Backends:
@@ -96,6 +100,7 @@ def make_backends(settings: Settings, *, clock: Clock = time.time) -> Backends:
             store=MemorySessionStore(**_store_sizes(settings, clock)),
             throttle=MemoryThrottle(**_limits(settings, clock)),
             hub=ChatHub(wire=text_frame),
+            pending=MemoryPendingStore(clock=clock),
         )
     # An ended session (logout, revocation, expiry...) closes its chat sockets.
     backends.store.add_end_listener(backends.hub.session_ended)
@@ -105,6 +110,7 @@ def make_backends(settings: Settings, *, clock: Clock = time.time) -> Backends:
 def _redis_backends(settings: Settings, clock: Clock) -> Backends:
     # Imported here: the redis package is an optional dependency (the `redis` extra).
     from .redis.broker import RedisBroker
+    from .redis.pending import RedisPendingStore
     from .redis.sessions import RedisSessionStore
     from .redis.shared import make_shared
     from .redis.throttle import RedisThrottle
@@ -116,6 +122,7 @@ def _redis_backends(settings: Settings, clock: Clock) -> Backends:
         store=RedisSessionStore(url, **_store_sizes(settings, clock)),
         throttle=RedisThrottle(url, **_limits(settings, clock)),
         hub=ChatHub(RedisBroker(url), wire=text_frame, presence=presence, sockets=sockets),
+        pending=RedisPendingStore(url, clock=clock),
     )
 
 
@@ -160,6 +167,11 @@ class Context:
     def throttle(self) -> Throttle:
         """The login and registration limits."""
         return self.backends.throttle
+
+    @property
+    def pending(self) -> PendingStore:
+        """Single-use state of passkey and second-factor ceremonies (plp/pending.py)."""
+        return self.backends.pending
 
     @property
     def hub(self) -> ChatHub:
