@@ -321,6 +321,8 @@ def _default_text(name: str) -> str:
     value = getattr(Settings(), _field_name(name))
     if name == "db":
         return f"{DEFAULT_DB_FILE} in the data dir"
+    if name == "rp-id":
+        return "the request's host name"
     if isinstance(value, bool):
         return "on" if value else "off"
     if name == "chat-rate":

@@ -58,6 +58,10 @@ def error_line(args: list[str], data_dir: Path) -> str:
     return lines[0]
 
 
+# Defaults the help states in words, checked by name below.
+SHOWN_IN_WORDS = ("db", "chat-rate", "cors-origins", "tls-cert", "tls-key", "rp-id", "require-mfa")
+
+
 def default_shown(name: str) -> str:
     value = getattr(Settings(), name.replace("-", "_"))
     if isinstance(value, bool):
@@ -108,9 +112,11 @@ def test_every_help_lists_every_setting_with_default_and_variable(tmp_path, args
         variable = "PLP_" + name.upper().replace("-", "_")
         match = re.search(rf"--{name} .*?\[([^\]]*)\] \({variable}\)", text)
         assert match, name
-        if name not in ("db", "chat-rate", "cors-origins", "tls-cert", "tls-key"):
+        if name not in SHOWN_IN_WORDS:
             assert match.group(1) == default_shown(name), name
     assert "[5/5] (PLP_CHAT_RATE)" in text
+    assert "[none] (PLP_REQUIRE_MFA)" in text
+    assert "[the request's host name] (PLP_RP_ID)" in text
     assert "--session-secret" not in text  # refused flags are not offered
 
 
