@@ -58,6 +58,8 @@ EVENTS = frozenset(
         "xsrf_rejected",
         "ws_rejected",
         "message_removed",
+        "reset_code_issued",
+        "password_reset",
     }
 )
 # Refused requests: an attacker can send as many as the network carries, so they are counted.

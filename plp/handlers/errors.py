@@ -17,6 +17,7 @@ from ..errors import (
     AccountDisabled,
     Conflict,
     Forbidden,
+    InvalidCode,
     InvalidCredentials,
     InvalidInput,
     NotFound,
@@ -72,6 +73,7 @@ class Answer(NamedTuple):
 ERRORS: dict[type[Exception], Answer] = {
     InvalidInput: Answer(400, "bad_request"),
     InvalidCredentials: Answer(401, "invalid_credentials"),
+    InvalidCode: Answer(400, "invalid_code"),
     AccountDisabled: Answer(403, "account_disabled"),
     Forbidden: Answer(403, "forbidden"),
     NotFound: Answer(404, "not_found"),
