@@ -35,6 +35,7 @@ class CutoffWatcher:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.seen = 0.0
+        self._failing = False  # one log line per outage, not one per poll
         self._timer: PeriodicCallback | None = None
 
     async def start(self) -> None:
@@ -57,8 +58,13 @@ class CutoffWatcher:
                 ended += await self.end_before(user_id, moment)
                 self.seen = max(self.seen, moment)
         except (StorageUnavailable, SessionStoreUnavailable) as exc:
-            log.warning("session cut-off check skipped: %s", exc)
+            if not self._failing:
+                log.warning("session cut-off checks failing (retried each second): %s", exc)
+            self._failing = True
             return 0
+        if self._failing:
+            log.info("session cut-off checks work again")
+            self._failing = False
         if ended:
             log.info("ended %d sessions cut off by a password reset", ended)
         return ended
