@@ -197,9 +197,9 @@ async def _refuse(
 ) -> None:
     """Count a failed reset (a wrong try on the user's code, a failure of the address) and
     raise the one InvalidCode answer."""
-    tries = 0
-    if user is not None and stored is not None:
-        tries = await ctx.db.miss_reset_code(user.id, stored, MAX_TRIES)
+    # Always the same write, matching no row for an unknown user or one without a code, so
+    # those answers are not the faster ones.
+    tries = await ctx.db.miss_reset_code(user.id if user else 0, stored or "", MAX_TRIES)
     await ctx.throttle.address_failed(ip)
     await ctx.audit.record(
         "login_failed",
