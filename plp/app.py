@@ -43,7 +43,7 @@ class PlpApplication(tornado.web.Application):
 
 def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
     """The Tornado application for a context; route lists are joined in order."""
-    from .handlers import admin_pages, api, auth, channels, chat, pages
+    from .handlers import admin_pages, api, auth, channels, chat, pages, reset, reset_pages
 
     settings = ctx.settings
     handlers: list = [
@@ -53,6 +53,8 @@ def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
         *chat.routes,
         *pages.routes,
         *admin_pages.routes,
+        *reset.routes,
+        *reset_pages.routes,
         *api.fallback_routes,
     ]
     app_settings: dict[str, Any] = dict(

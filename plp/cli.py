@@ -33,6 +33,7 @@ EXIT_USAGE = 2
 ROLES = ("student", "teacher", "admin")
 USAGE = """%(prog)s [serve] [--setting value ...]
        %(prog)s create-user --username U --role student|teacher|admin [--display-name N]
+       %(prog)s create-user --reset --username U
        %(prog)s check [--setting value ...]"""
 SETTINGS_TITLE = "settings (each is a --flag or its PLP_ environment variable; a flag wins)"
 SECRETS_HELP = "secrets come from the environment only: " + ", ".join(SECRET_VARIABLES)
@@ -162,15 +163,23 @@ def build_parser() -> Parser:
     )
     create = commands.add_parser(
         "create-user",
-        usage="%(prog)s --username U --role student|teacher|admin [--display-name N]",
-        help="create an account in the database (with or without a running server)",
-        description="Create an account in the database. " + PASSWORD_HELP,
+        usage="%(prog)s --username U --role student|teacher|admin [--display-name N]\n"
+        "       %(prog)s --reset --username U",
+        help="create an account, or set a new password (with or without a running server)",
+        description="Create an account in the database, or with --reset set a new password for "
+        "an existing one and end its sessions. " + PASSWORD_HELP,
         epilog=SECRETS_HELP,
     )
     account = create.add_argument_group("account")
-    account.add_argument("--username", required=True, metavar="U", help="the sign-in name")
+    # Not `required`: which are needed depends on --reset (checked in create_user_command).
+    account.add_argument("--username", metavar="U", help="the sign-in name")
     account.add_argument(
-        "--role", required=True, choices=ROLES, metavar="|".join(ROLES), help="the account's role"
+        "--role", choices=ROLES, metavar="|".join(ROLES), help="the account's role"
+    )
+    account.add_argument(
+        "--reset",
+        action="store_true",
+        help="set a new password for an existing user and end their sessions (no --role)",
     )
     account.add_argument("--display-name", metavar="N", help="the shown name [the username]")
     check = commands.add_parser(
@@ -249,8 +258,15 @@ def create_user_command(settings: Settings, args: argparse.Namespace) -> int:
     """Create a user directly in the database (works with or without a running server)."""
     # Like the server: a database file created here must not be readable by others.
     os.umask(0o077)
-    if not args.username:
-        raise ConfigError("create-user needs --username")
+    if args.reset:
+        from .reset_cli import reset_password_command
+
+        return reset_password_command(settings, args, _read_password)
+    missing = [
+        flag for flag, value in (("--username", args.username), ("--role", args.role)) if not value
+    ]
+    if missing:
+        raise ConfigError("create-user needs " + ", ".join(missing))
     role: str = args.role
     from .auth.accounts import validate_new_account
     from .auth.passwords import hash_password

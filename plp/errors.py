@@ -26,6 +26,11 @@ class InvalidCredentials(DomainError):
     """The username and password do not match an account (the same for an unknown name)."""
 
 
+class InvalidCode(DomainError):
+    """A reset code that does not open this account: unknown user, wrong, expired, used or
+    voided code all look the same (SPEC §13)."""
+
+
 class AccountDisabled(DomainError):
     """The credentials are right, but an admin has disabled the account."""
 

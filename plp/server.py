@@ -27,6 +27,7 @@ from tornado import httputil
 from tornado.ioloop import PeriodicCallback
 
 from .app import make_app
+from .auth.cutoff import CutoffWatcher
 from .config import ConfigError, Settings
 from .context import Context, make_context
 from .log import setup_logging
@@ -338,6 +339,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
         return EXIT_CONFIG
     pruner = make_pruner(ctx)
     pruner.start()
+    cutoffs = CutoffWatcher(ctx)
+    await cutoffs.start()
     prune_audit = make_audit_pruner(ctx)
     await prune_audit()
     audit_pruner = PeriodicCallback(prune_audit, AUDIT_PRUNE_INTERVAL * 1000)
@@ -354,6 +357,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     try:
         await shutdown.requested.wait()
         audit_pruner.stop()
+        cutoffs.stop()
         await _drain(ctx, server, pruner)
         save_sessions(ctx.store, snapshot, settings.session_secret)
         if metrics_server is not None:

@@ -58,6 +58,17 @@ class Throttle(abc.ABC):
         """Reset the account's consecutive failures."""
 
     @abc.abstractmethod
+    async def address_wait(self, ip: str) -> float:
+        """Seconds until the address may try again under the per-address limit alone (0: now).
+
+        For guesses that count like failed logins but name no account's back-off (reset codes).
+        """
+
+    @abc.abstractmethod
+    async def address_failed(self, ip: str) -> None:
+        """Count one failure against the address only (a wrong reset code)."""
+
+    @abc.abstractmethod
     async def registration_wait(self, ip: str) -> float:
         """Seconds until this address may register again (0: now)."""
 
@@ -126,6 +137,15 @@ class MemoryThrottle(Throttle):
 
     async def login_succeeded(self, username: str) -> None:
         self._accounts.pop(username, None)
+
+    async def address_wait(self, ip: str) -> float:
+        return self._window_wait(
+            self._address_failures.get(ip), self.address_limit, ADDRESS_WINDOW, self.clock()
+        )
+
+    async def address_failed(self, ip: str) -> None:
+        events = self._address_failures.setdefault(ip, deque(maxlen=self.address_limit))
+        events.append(self.clock())
 
     async def registration_wait(self, ip: str) -> float:
         return self._window_wait(

@@ -8,6 +8,7 @@ of SPEC §6. Creating accounts and the admin's changes to them are in plp/auth/a
 
 from __future__ import annotations
 
+import datetime
 import logging
 from typing import TYPE_CHECKING
 
@@ -205,7 +206,12 @@ async def change_password(
             {"currentPassword": "The current password is not correct."},
         )
     await ctx.throttle.login_succeeded(user.username)
-    await ctx.db.set_password_hash(user.id, await ctx.hasher.hash(new))  # type: ignore[arg-type]
+    # The cut-off ends this user's sessions in every process, memory stores included.
+    await ctx.db.set_password_and_cut_sessions(
+        user.id,
+        await ctx.hasher.hash(new),  # type: ignore[arg-type]
+        datetime.datetime.fromtimestamp(ctx.clock(), datetime.UTC),
+    )
     await ctx.store.end_all_for_user(user.id, END_PASSWORD)
     # The new session has just proved the password: it keeps the old one's sign-in method.
     token, _ = await ctx.store.create(user.id, ip=ip, user_agent=user_agent, method=session.method)

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ..config import Settings
-from ..sessions.base import END_DISABLED, Session, SessionStore, SessionStoreUnavailable
+from ..sessions.base import Session, SessionStore, SessionStoreUnavailable, end_reason
 from ..storage.base import Database, Message, NotFound, StorageUnavailable, UnstorableValue, User
 from .hub import (
     CLOSE_POLICY,
@@ -375,12 +375,14 @@ class ChatConnection:
         self.send_event(event)
 
     async def fresh_user(self) -> User | None:
-        """The user record as it is now; None (and the socket closed 4001) if disabled."""
+        """The user record as it is now; None (and the socket closed 4001) if disabled or
+        its sessions were cut off."""
         sub = self.sub
         ctx = self.ctx
         user = await ctx.db.get_user(sub.user_id)
-        if user is None or user.disabled:
-            await ctx.store.end(sub.session_key, END_DISABLED)
+        reason = end_reason(self.session, user)
+        if reason is not None or user is None:  # (None has a reason; this narrows the type)
+            await ctx.store.end(sub.session_key, reason or "disabled")
             self.hub.drop(sub, CLOSE_SESSION_ENDED, "session ended")
             return None
         sub.user = public_user(user)

@@ -15,7 +15,7 @@ from tornado.httputil import parse_cookie
 from tornado.web import HTTPError
 
 from ..security import client_ip, origin_allowed, write_security_headers
-from ..sessions.base import END_DISABLED, Session, SessionStoreUnavailable
+from ..sessions.base import Session, SessionStoreUnavailable, end_reason
 from ..storage.base import StorageUnavailable, UnstorableValue, User
 from .display import device_name, friendly_time
 from .errors import ERROR_CODES, ApiError, answer_for, http_error
@@ -98,8 +98,9 @@ class BaseHandler(tornado.web.RequestHandler):
             self.clear_session_cookie()
             return
         user = await ctx.db.get_user(session.user_id)
-        if user is None or user.disabled:
-            await ctx.store.end(session.key, END_DISABLED)
+        reason = end_reason(session, user)
+        if reason is not None or user is None:  # (None has a reason; this narrows the type)
+            await ctx.store.end(session.key, reason or "disabled")
             ctx.signer.forget(raw)
             self.clear_session_cookie()
             return

@@ -104,6 +104,7 @@ FIELD_LABELS = {
     "currentPassword": "Current password",
     "newPassword": "New password",
     "confirmPassword": "Repeat new password",
+    "code": "Reset code",
 }
 
 

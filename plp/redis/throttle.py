@@ -76,6 +76,18 @@ class RedisThrottle(Throttle):
         await self._redis.delete(self._account(username))
 
     @unavailable
+    async def address_wait(self, ip: str) -> float:
+        events = await self._redis.lrange(self.prefix + "ip:" + ip, 0, -1)
+        return _window_wait(events, self.address_limit, ADDRESS_WINDOW, self.clock())
+
+    @unavailable
+    async def address_failed(self, ip: str) -> None:
+        await self._event(
+            keys=[self.prefix + "ip:" + ip],
+            args=[repr(self.clock()), self.address_limit, ADDRESS_WINDOW],
+        )
+
+    @unavailable
     async def registration_wait(self, ip: str) -> float:
         events = await self._redis.lrange(self.prefix + "reg:" + ip, 0, -1)
         return _window_wait(events, self.registration_limit, REGISTRATION_WINDOW, self.clock())

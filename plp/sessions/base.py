@@ -15,6 +15,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..storage.base import User
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,20 @@ class Session:
     def expired(self, now: float, store: SessionStore) -> bool:
         """True once `now` is at or past the deadline under the store's timeouts."""
         return now >= self.deadline(store.idle_timeout, store.max_age)
+
+
+def end_reason(session: Session, user: User | None) -> str | None:
+    """Why a live session must end now, judged by its user's record as it is; None: it may go on.
+
+    A disabled or deleted user ends it, and so does a password reset after it began: the
+    user's `sessions_from` cut-off, written also by the command line while a server holds the
+    session in memory (see plp/auth/cutoff.py).
+    """
+    if user is None or user.disabled:
+        return END_DISABLED
+    if session.created_at < user.sessions_from:
+        return END_PASSWORD
+    return None
 
 
 def mint_session(

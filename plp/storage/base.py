@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 ROLES = ("student", "teacher", "admin")
 CHANNEL_KINDS = ("discussion", "announcement")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class StorageError(Exception):
@@ -81,6 +81,9 @@ class User:
     role: str
     created_at: _dt.datetime
     disabled: bool = False
+    # Unix seconds: sessions of this user created before it are over (a password reset,
+    # also by the command line, sets it; see plp/auth/cutoff.py). 0: none cut off.
+    sessions_from: float = 0.0
 
     def to_json(self, *, admin: bool = False) -> dict:
         data = {

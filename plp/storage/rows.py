@@ -10,7 +10,7 @@ from typing import Any
 
 from .base import AuditEvent, Channel, Message, User
 
-USER_COLS = "id, username, display_name, role, created_at, disabled"
+USER_COLS = "id, username, display_name, role, created_at, disabled, sessions_from"
 CHANNEL_COLS = "id, name, description, kind, created_by, created_at"
 AUDIT_COLS = "at, event, user_id, username, ip, detail, tally_count"
 MESSAGE_SELECT = (
@@ -38,6 +38,7 @@ def user_from_row(row: Sequence[Any]) -> User:
         role=row[3],
         created_at=from_ms(row[4]),
         disabled=bool(row[5]),
+        sessions_from=row[6] / 1000,
     )
 
 

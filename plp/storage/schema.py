@@ -68,6 +68,21 @@ SCRIPTS: tuple[str, ...] = (
     CREATE UNIQUE INDEX audit_by_tally_key ON audit (tally_key);
     CREATE INDEX audit_by_at ON audit (at);
     """,
+    # 3: reset codes (SPEC §13), at most one live code per user, stored as a hash; and the
+    # time before which a user's sessions are over, which a password reset from the command
+    # line writes so that a running server ends those sessions too.
+    """
+    CREATE TABLE reset_codes (
+        user_id    $bigint PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        code_hash  TEXT NOT NULL,
+        expires_at $bigint NOT NULL,
+        tries      $bigint NOT NULL DEFAULT 0,
+        issued_by  $bigint REFERENCES users(id) ON DELETE SET NULL,
+        issued_at  $bigint NOT NULL
+    );
+    ALTER TABLE users ADD COLUMN sessions_from $bigint NOT NULL DEFAULT 0;
+    CREATE INDEX users_by_sessions_from ON users (sessions_from);
+    """,
 )
 
 # The unique columns an insert can collide on, as "table.column", and the domain error each

@@ -30,6 +30,7 @@ from .base import (
     UsernameTaken,
     utcnow,
 )
+from .reset_codes_sql import ResetCodeSQL
 from .rows import (
     AUDIT_COLS,
     CHANNEL_COLS,
@@ -65,7 +66,7 @@ def pending(version: int) -> range:
     return range(version + 1, SCHEMA_VERSION + 1)
 
 
-class SQLDatabase(SQLParts, Store):
+class SQLDatabase(ResetCodeSQL, SQLParts, Store):
     """`Database` on a SQL database; subclasses supply the connection and error rules."""
 
     async def _ensure_general(self, sql: Statements) -> None:
@@ -103,7 +104,7 @@ class SQLDatabase(SQLParts, Store):
         row = await self._sql.fetchone(
             f"SELECT {USER_COLS}, password_hash FROM users WHERE username = ?", (username,)
         )
-        return (user_from_row(row), row[6]) if row else None
+        return (user_from_row(row), row[-1]) if row else None
 
     @reads
     async def list_users(self) -> list[User]:

@@ -33,6 +33,7 @@ SENSITIVE = [
     ("PATCH", "/api/admin/users/{id}", {"role": "teacher"}),
     ("PATCH", "/api/admin/users/{id}", {"disabled": True}),
     ("DELETE", "/api/admin/users/{id}/sessions", None),
+    ("POST", "/api/users/{id}/reset-code", None),
 ]
 
 
@@ -49,13 +50,14 @@ async def test_sensitive_actions_need_a_recent_sign_in(
     assert body(r)["error"] == "reauth_required"
     assert "Set-Cookie" not in r.headers or "plp_session" not in r.headers["Set-Cookie"]
     assert await ctx.db.get_user(pupil.id) == pupil  # nothing changed
+    assert await ctx.db.get_reset_code(pupil.id) is None
     assert (await admin.fetch("/api/users/me")).code == 200  # still signed in
     cookie = admin.cookies["plp_session"]
     r = await reauth(admin)
     assert r.code == 200 and body(r) == {"ok": True}
     assert admin.cookies["plp_session"] == cookie  # same token
     r = await admin.fetch(target, method, json_body=payload)
-    assert r.code in (200, 204), r.body
+    assert r.code in (200, 201, 204), r.body
     # The renewal lasts one window, then the question comes back.
     clock.advance(WINDOW + 1)
     assert (await admin.fetch(target, method, json_body=payload)).code == 401
@@ -159,3 +161,41 @@ async def test_sessions_show_how_they_signed_in(make_client, make_user):
     r = await client.fetch("/sessions")
     assert "Signed in with" in r.body.decode()
     assert "Password" in visible_text(r.body.decode())
+
+
+@pytest.mark.gen_test
+async def test_admin_reset_code_page_asks_inline_then_shows_the_code(
+    make_client, make_user, ctx, clock
+):
+    admin, pupil = await admin_and_pupil(make_client, make_user)
+    clock.advance(WINDOW + 1)
+    xsrf = await admin.form_xsrf("/admin")
+    path = f"/admin/users/{pupil.id}/reset-code"
+    r = await post_form(admin, path, {"_xsrf": xsrf})
+    assert r.code == 200
+    assert "Making a reset code needs a recent sign-in" in visible_text(r.body.decode())
+    assert await ctx.db.get_reset_code(pupil.id) is None
+    r = await post_form(admin, path, {"_xsrf": xsrf, "reauth_password": PASSWORD})
+    assert r.code == 200
+    assert await ctx.db.get_reset_code(pupil.id) is not None
+    assert re.search(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", r.body.decode())
+
+
+@pytest.mark.gen_test
+async def test_a_reset_signs_in_with_method_reset(make_client, make_user):
+    admin, pupil = await admin_and_pupil(make_client, make_user)
+    r = await admin.fetch(f"/api/users/{pupil.id}/reset-code", "POST")
+    assert r.code == 201
+    kid = make_client()
+    r = await kid.fetch(
+        "/api/auth/reset",
+        "POST",
+        json_body={
+            "username": "pupil",
+            "code": body(r)["code"],
+            "newPassword": "a new passphrase 2",
+        },
+    )
+    assert r.code == 200, r.body
+    r = await kid.fetch("/api/sessions")
+    assert [s["method"] for s in body(r)["sessions"]] == ["reset"]

@@ -71,7 +71,13 @@ USERNAMES = {"student": "kid", "teacher": "teach", "admin": "boss"}
 def pages_for(role: str) -> list[tuple[str, str]]:
     """(name, path) of every page this role can see; /admin is the 403 page below admin."""
     if role == "signed-out":
-        return [("index", "/"), ("login", "/login"), ("register", "/register"), ("404", "/nope")]
+        return [
+            ("index", "/"),
+            ("login", "/login"),
+            ("register", "/register"),
+            ("reset", "/reset"),
+            ("404", "/nope"),
+        ]
     pages = [
         ("index", "/"),
         ("dashboard", "/dashboard"),
@@ -104,7 +110,27 @@ def tour(
             page.goto(server.url + path)
             page.wait_for_load_state("load")
             yield role, name, page
+        yield from after_forms(role, page, server.url)
         context.close()
+
+
+def after_forms(role: str, page: Any, url: str) -> Iterator[tuple[str, str, Any]]:
+    """Pages that only a form post shows: /reset refused, and a reset code made on /admin."""
+    if role == "signed-out":
+        page.goto(url + "/reset")
+        page.fill("#username", "kid")
+        page.fill("#code", "ABCD-EFGH-JKMN")
+        # Long enough for the browser's own checks; the server refuses the mismatch (400).
+        page.fill("#newPassword", "a long enough passphrase")
+        page.fill("#confirmPassword", "another long passphrase")
+        page.click("button[type=submit]")
+        page.wait_for_load_state("load")
+        yield role, "reset-refused", page
+    elif role == "admin":
+        page.goto(url + "/admin")
+        page.click("button[aria-label='Make reset code for kid']")
+        page.wait_for_load_state("load")
+        yield role, "reset-code", page
 
 
 def overflow(page: Any) -> int:
