@@ -58,6 +58,12 @@ EVENTS = frozenset(
         "xsrf_rejected",
         "ws_rejected",
         "message_removed",
+        "class_created",
+        "class_deleted",
+        "class_joined",
+        "class_join_failed",
+        "class_member_added",
+        "class_member_removed",
     }
 )
 # Refused requests: an attacker can send as many as the network carries, so they are counted.

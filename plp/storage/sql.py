@@ -30,6 +30,7 @@ from .base import (
     UsernameTaken,
     utcnow,
 )
+from .classes_sql import ClassSQL
 from .rows import (
     AUDIT_COLS,
     CHANNEL_COLS,
@@ -42,7 +43,6 @@ from .rows import (
     user_from_row,
 )
 from .schema import CHANNEL_NAME_KEY, USERNAME_KEY
-from .classes_sql import ClassSQL
 from .statements import SQLParts, Statements, reads, writes
 from .store import Store
 
