@@ -214,8 +214,9 @@ class ChatConnection:
         user = await self.fresh_user()  # an admin sees every class's channels
         if user is None:
             return
+        ctx = self.ctx
         try:
-            channel = await visible_channel(self.ctx, user, channel_id)
+            channel = await visible_channel(ctx, user, channel_id)
         except Invisible:
             # An invisible channel is answered exactly like an unknown one (SPEC §12).
             raise FrameError("not_found", "No such channel.", "join") from None
@@ -232,6 +233,10 @@ class ChatConnection:
         others = await self.hub.presence.others(channel_id, sub.user_id)
         if channel_id not in sub.channels:
             return  # left, closed or the channel deleted meanwhile
+        if channel.class_id is not None and not await still_member(ctx, user, channel.class_id):
+            # Removed from the class while joining: its notice found no subscription yet.
+            self.revoked(channel_id)
+            raise FrameError("not_found", "No such channel.", "join")
         self.send_event({"type": "joined", "channel": channel_id})
         for user in others:
             self.send_event(

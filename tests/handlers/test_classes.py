@@ -346,3 +346,38 @@ async def test_class_channels_rules(signed_in):
     }
     assert names == {"generalNone", "mathsNone", f"maths{a['id']}"}
     assert len(body(await admin.fetch("/api/channels"))["channels"]) == 4
+
+
+@pytest.mark.gen_test
+async def test_class_channels_are_deleted_by_their_class_teachers(signed_in):
+    tess = await signed_in("tess", "teacher")
+    tom = await signed_in("tom", "teacher")
+    made = await _class(tess)
+    r = await tess.fetch(
+        f"/api/classes/{made['id']}/members",
+        "POST",
+        json_body={"username": "tom", "classRole": "student"},
+    )
+    assert r.code == 201
+    r = await tom.fetch("/api/classes/join", "POST", json_body={"code": made["joinCode"]})
+    ids = []
+    for name in ("one", "two"):
+        r = await tess.fetch(
+            "/api/channels", "POST", json_body={"name": name, "classId": made["id"]}
+        )
+        ids.append(body(r)["channel"]["id"])
+    # A teacher account that is a class student there may see but not delete, nor create.
+    r = await tom.fetch(f"/api/channels/{ids[0]}", "DELETE")
+    assert r.code == 403 and error_of(r) == "forbidden"
+    r = await tom.fetch("/api/channels", "POST", json_body={"name": "x", "classId": made["id"]})
+    assert r.code == 403
+    # Made a class teacher, he may.
+    await tess.fetch(
+        f"/api/classes/{made['id']}/members",
+        "POST",
+        json_body={"username": "tom", "classRole": "teacher"},
+    )
+    r = await tom.fetch(f"/api/channels/{ids[0]}", "DELETE")
+    assert r.code == 204
+    r = await tess.fetch(f"/api/channels/{ids[1]}", "DELETE")
+    assert r.code == 204
