@@ -43,13 +43,24 @@ class PlpApplication(tornado.web.Application):
 
 def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
     """The Tornado application for a context; route lists are joined in order."""
-    from .handlers import admin_pages, api, auth, channels, chat, pages, reset, reset_pages
+    from .handlers import (
+        admin_pages,
+        api,
+        auth,
+        channels,
+        chat,
+        classes,
+        pages,
+        reset,
+        reset_pages,
+    )
 
     settings = ctx.settings
     handlers: list = [
         *auth.routes,
         *api.routes,
         *channels.routes,
+        *classes.routes,
         *chat.routes,
         *pages.routes,
         *admin_pages.routes,

@@ -140,6 +140,7 @@ def _limits(settings: Settings, clock: Clock) -> dict[str, Any]:
         account_limit=settings.login_failures_per_account,
         address_limit=settings.login_failures_per_address,
         registration_limit=settings.registrations_per_address,
+        join_limit=settings.class_join_failures,
         clock=clock,
     )
 

@@ -5,6 +5,8 @@ doubling per further failure up to 15 min; attempts while blocked are refused wi
 password check and do not extend the block; success resets. Per address: at most
 `address_limit` failed logins in any 5 minutes, and `registration_limit` registrations an hour.
 Successful logins never count against an address, so a class behind one NAT can sign in.
+Per user: at most `join_limit` wrong class join codes an hour (SPEC §12), so codes cannot be
+guessed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ BASE_BLOCK = 30.0
 MAX_BLOCK = 15 * 60.0
 ADDRESS_WINDOW = 5 * 60.0
 REGISTRATION_WINDOW = 60 * 60.0
+JOIN_WINDOW = 60 * 60.0
+DEFAULT_JOIN_LIMIT = 10
 
 
 def block_seconds(failures: int, account_limit: int) -> float:
@@ -38,11 +42,13 @@ class Throttle(abc.ABC):
         account_limit: int,
         address_limit: int,
         registration_limit: int,
+        join_limit: int = DEFAULT_JOIN_LIMIT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.account_limit = account_limit
         self.address_limit = address_limit
         self.registration_limit = registration_limit
+        self.join_limit = join_limit
         self.clock = clock
 
     @abc.abstractmethod
@@ -76,6 +82,14 @@ class Throttle(abc.ABC):
     async def registered(self, ip: str) -> None:
         """Count one registration from the address."""
 
+    @abc.abstractmethod
+    async def join_wait(self, user_id: int) -> float:
+        """Seconds until this user may try a class join code again (0: now)."""
+
+    @abc.abstractmethod
+    async def join_failed(self, user_id: int) -> None:
+        """Count one wrong class join code against the user."""
+
     async def prune(self) -> int:
         """Forget state that no longer limits anyone; return how many entries went."""
         return 0
@@ -101,6 +115,7 @@ class MemoryThrottle(Throttle):
         self._accounts: dict[str, _Account] = {}
         self._address_failures: dict[str, deque[float]] = {}
         self._registrations: dict[str, deque[float]] = {}
+        self._join_failures: dict[int, deque[float]] = {}
 
     @staticmethod
     def _window_wait(events: deque[float] | None, limit: int, window: float, now: float) -> float:
@@ -156,6 +171,15 @@ class MemoryThrottle(Throttle):
         events = self._registrations.setdefault(ip, deque(maxlen=self.registration_limit))
         events.append(self.clock())
 
+    async def join_wait(self, user_id: int) -> float:
+        return self._window_wait(
+            self._join_failures.get(user_id), self.join_limit, JOIN_WINDOW, self.clock()
+        )
+
+    async def join_failed(self, user_id: int) -> None:
+        events = self._join_failures.setdefault(user_id, deque(maxlen=self.join_limit))
+        events.append(self.clock())
+
     async def prune(self) -> int:
         now = self.clock()
         gone = 0
@@ -167,10 +191,12 @@ class MemoryThrottle(Throttle):
             ):
                 del self._accounts[name]
                 gone += 1
-        for table, window in (
+        tables: tuple[tuple[dict[Any, deque[float]], float], ...] = (
             (self._address_failures, ADDRESS_WINDOW),
             (self._registrations, REGISTRATION_WINDOW),
-        ):
+            (self._join_failures, JOIN_WINDOW),
+        )
+        for table, window in tables:
             for key, events in list(table.items()):
                 if not events or events[-1] <= now - window:
                     del table[key]

@@ -2,7 +2,7 @@
 
 `LocalBroker` delivers in this process (one process); `plp.redis.broker.RedisBroker` carries
 events between processes over Redis pub/sub. A broker sees its hub only as a `BrokerHub`,
-the three deliveries below, so this module does not depend on the hub.
+the deliveries below, so this module does not depend on the hub.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ class BrokerHub(Protocol):
 
     def close_session(self, key: str) -> int:
         """Close this process's sockets of a session."""
+
+    def drop_member(self, channel_id: int, user_id: int, frame: str) -> int:
+        """Send a frame to one user's subscribers of a channel here, then unsubscribe them."""
 
 
 class Broker(abc.ABC):
@@ -44,6 +47,11 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def end_session(self, key: str) -> None:
         """Everywhere: close the sockets of session `key` with 4001."""
+
+    def revoke(self, channel_id: int, user_id: int, frame: str) -> None:
+        """Everywhere: send `frame` to the user's subscribers of the channel, then drop them
+        from it. Here: this process only; a shared broker overrides it."""
+        self.hub.drop_member(channel_id, user_id, frame)
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Begin receiving from other processes."""

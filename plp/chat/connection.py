@@ -16,16 +16,30 @@ so the client resends after reconnecting.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from ..classes.visibility import sees_channel, still_member, visible_channel
 from ..config import Settings
+from ..errors import NotFound as Invisible
 from ..sessions.base import Session, SessionStore, SessionStoreUnavailable, end_reason
-from ..storage.base import Database, Message, NotFound, StorageUnavailable, UnstorableValue, User
+from ..storage.base import Message, NotFound, StorageUnavailable, UnstorableValue, User
+from ..storage.store import Store
+from .frames import (
+    CLIENT_ID_MAX,
+    ID_MAX,
+    REF_MAX,
+    SURROGATE_RE,
+    FrameError,
+    channel_field,
+    frame_ref,
+    has_lone_surrogate,
+    parse_frame,
+    public_user,
+    text_field,
+)
 from .hub import (
     CLOSE_POLICY,
     CLOSE_SESSION_ENDED,
@@ -37,19 +51,14 @@ from .hub import (
 )
 from .limits import RefusalWindow, TokenBucket
 
+__all__ = ["ID_MAX", "ChatConnection", "FrameError", "public_user"]
+
 log = logging.getLogger(__name__)
 
-ID_MAX = 2**63 - 1  # the largest id a 64-bit signed column holds
-TEXT_MAX = 2000
-CLIENT_ID_MAX = 64
-REF_MAX = 64
 TYPING_INTERVAL = 1.0  # typing frames closer together than this are dropped silently
 REFUSALS_LIMIT = 20  # more refused frames than this ...
 REFUSALS_WINDOW = 10.0  # ... within this many seconds: close 1008
 CLOSE_TRY_AGAIN = 1013  # the session store or database is unreachable: reconnect later
-# NUL cannot be stored by PostgreSQL and lone surrogates cannot be encoded as UTF-8.
-UNSTORABLE_RE = re.compile(r"[\x00\ud800-\udfff]")
-SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 
 
 class MessageHooks(Protocol):
@@ -68,7 +77,7 @@ class ChatContext(Protocol):
     def hub(self) -> ChatHub: ...
 
     @property
-    def db(self) -> Database: ...
+    def db(self) -> Store: ...
 
     @property
     def store(self) -> SessionStore: ...
@@ -77,99 +86,21 @@ class ChatContext(Protocol):
     def hooks(self) -> MessageHooks: ...
 
 
-class FrameError(Exception):
-    """A client frame refused with an `error` frame (code, message, ref)."""
-
-    def __init__(self, code: str, message: str, ref: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.ref = ref
-
-
-def public_user(user: User) -> dict[str, Any]:
-    """The fields other chat users see: {id, username, displayName, role}."""
-    return {
-        "id": user.id,
-        "username": user.username,
-        "displayName": user.display_name,
-        "role": user.role,
-    }
-
-
-def parse_frame(message: str) -> dict[str, Any]:
-    """A client frame as a flat JSON object, or FrameError `bad_request` (SPEC §8).
-
-    Every frame of the protocol is one object whose values are strings, numbers, booleans or
-    null; nested values are refused before anything looks at them (which also keeps `[[[...`
-    from reaching the recursion limit anywhere later).
-    """
-    try:
-        data = json.loads(message)
-    except (ValueError, RecursionError):
-        raise FrameError("bad_request", "Frames must be JSON objects.") from None
-    if not isinstance(data, dict):
-        raise FrameError("bad_request", "Frames must be JSON objects.")
-    if any(isinstance(value, (dict, list)) for value in data.values()):
-        raise FrameError("bad_request", "Frame fields must be strings, numbers, booleans or null.")
-    return data
-
-
-def has_lone_surrogate(message: str, data: dict[str, Any]) -> bool:
-    """True if any key or string of the frame holds a lone surrogate (`"\\ud800"`).
-
-    Such a string parses, but can be neither stored, published nor echoed as UTF-8. Tornado
-    decodes text frames as strict UTF-8, so only a `\\u` escape can make one.
-    """
-    return "\\u" in message and any(
-        isinstance(text, str) and SURROGATE_RE.search(text) is not None
-        for text in (*data.keys(), *data.values())
-    )
-
-
-def frame_ref(data: dict[str, Any], kind: str) -> str:
-    """The `ref` of an error about a frame: a send's valid clientId, else its type."""
-    client_id = data.get("clientId")
-    if (
-        kind == "send"
-        and isinstance(client_id, str)
-        and len(client_id) <= CLIENT_ID_MAX
-        and not SURROGATE_RE.search(client_id)
-    ):
-        return client_id
-    return kind
-
-
-def channel_field(data: dict[str, Any], ref: str | None) -> int:
-    """The frame's `channel` as an id, or FrameError `bad_request`."""
-    value = data.get("channel")
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= ID_MAX:
-        raise FrameError("bad_request", "`channel` must be a channel id (a positive integer).", ref)
-    return value
-
-
-def text_field(data: dict[str, Any], ref: str) -> str:
-    """A send's `text`, stripped and checked for length and storability; or FrameError."""
-    text = data.get("text")
-    if not isinstance(text, str):
-        raise FrameError("bad_request", "`text` must be a string.", ref)
-    text = text.strip()
-    if not text:
-        raise FrameError("bad_request", "The message is empty.", ref)
-    if len(text) > TEXT_MAX:
-        raise FrameError("too_long", f"Messages are at most {TEXT_MAX} characters.", ref)
-    if UNSTORABLE_RE.search(text):
-        raise FrameError(
-            "bad_request", "The message contains characters that cannot be stored.", ref
-        )
-    return text
-
-
 class ChatConnection:
     """One signed-in chat socket after the upgrade: frames in, events out through the hub."""
 
     # Kept small: a server holds one per open socket, most of them idle.
-    __slots__ = ("ctx", "hub", "sub", "bucket", "refusals", "last_typing", "kinds", "session")
+    __slots__ = (
+        "ctx",
+        "hub",
+        "sub",
+        "bucket",
+        "refusals",
+        "last_typing",
+        "kinds",
+        "classes",
+        "session",
+    )
 
     def __init__(
         self,
@@ -198,6 +129,7 @@ class ChatConnection:
         self.refusals = RefusalWindow(REFUSALS_LIMIT, REFUSALS_WINDOW)
         self.last_typing = -math.inf
         self.kinds: dict[int, str] = {}  # joined channel -> its kind
+        self.classes: dict[int, int] = {}  # joined class channel -> its class
         self.session = session  # as last looked up: every frame looks it up again
 
     # ------------------------------------------------------------------- lifecycle
@@ -279,13 +211,21 @@ class ChatConnection:
 
     async def op_join(self, data: dict[str, Any]) -> None:
         channel_id = channel_field(data, "join")
-        channel = await self.ctx.db.get_channel(channel_id)
-        if channel is None:
-            raise FrameError("not_found", "No such channel.", "join")
+        user = await self.fresh_user()  # an admin sees every class's channels
+        if user is None:
+            return
+        ctx = self.ctx
+        try:
+            channel = await visible_channel(ctx, user, channel_id)
+        except Invisible:
+            # An invisible channel is answered exactly like an unknown one (SPEC §12).
+            raise FrameError("not_found", "No such channel.", "join") from None
         sub = self.sub
         if not self.hub.connected(sub):
             return  # closed while the lookup ran
         self.kinds[channel_id] = channel.kind
+        if channel.class_id is not None:
+            self.classes[channel_id] = channel.class_id
         self.hub.join(sub, channel_id)
         # Everyone online, in every process (with session-backend redis a Redis round trip,
         # queued after this socket's own arrival: once `joined` is sent, every process
@@ -293,6 +233,10 @@ class ChatConnection:
         others = await self.hub.presence.others(channel_id, sub.user_id)
         if channel_id not in sub.channels:
             return  # left, closed or the channel deleted meanwhile
+        if channel.class_id is not None and not await still_member(ctx, user, channel.class_id):
+            # Removed from the class while joining: its notice found no subscription yet.
+            self.revoked(channel_id)
+            raise FrameError("not_found", "No such channel.", "join")
         self.send_event({"type": "joined", "channel": channel_id})
         for user in others:
             self.send_event(
@@ -302,15 +246,15 @@ class ChatConnection:
     async def op_leave(self, data: dict[str, Any]) -> None:
         channel_id = channel_field(data, "leave")
         if not self.hub.leave(self.sub, channel_id):
-            raise FrameError("not_joined", "You have not joined that channel.", "leave")
-        self.kinds.pop(channel_id, None)
+            raise await self.unjoined(channel_id, "leave", "You have not joined that channel.")
+        self.forget(channel_id)
         self.send_event({"type": "left", "channel": channel_id})
 
     async def op_typing(self, data: dict[str, Any]) -> None:
         channel_id = channel_field(data, "typing")
         sub = self.sub
         if channel_id not in sub.channels:
-            raise FrameError("not_joined", "You have not joined that channel.", "typing")
+            raise await self.unjoined(channel_id, "typing", "You have not joined that channel.")
         now = self.ctx.clock()
         if now - self.last_typing < TYPING_INTERVAL and now >= self.last_typing:
             return  # more than one a second: dropped silently
@@ -337,11 +281,15 @@ class ChatConnection:
         channel_id = channel_field(data, ref)
         text = text_field(data, ref)
         if channel_id not in self.sub.channels:
-            raise FrameError("not_joined", "Join the channel before sending to it.", ref)
+            raise await self.unjoined(channel_id, ref, "Join the channel before sending to it.")
         # Role and disabled state come from the user record at every message.
         user = await self.fresh_user()
         if user is None:
             return
+        if not await still_member(self.ctx, user, self.classes.get(channel_id)):
+            # Removed from the class a moment ago, its notice maybe still on the way.
+            self.revoked(channel_id)
+            raise FrameError("not_found", "No such channel.", ref)
         if self.kinds.get(channel_id) == "announcement" and user.role == "student":
             raise FrameError("forbidden", "Only teachers and admins post here.", ref)
         if not self.bucket.take(self.ctx.clock()):
@@ -373,6 +321,25 @@ class ChatConnection:
         if client_id is not None:
             event["clientId"] = client_id
         self.send_event(event)
+
+    async def unjoined(self, channel_id: int, ref: str, message: str) -> FrameError:
+        """The refusal of a frame naming a channel this socket has not joined: `not_found`
+        when the channel does not exist or the user cannot see it, else `not_joined`."""
+        user = await self.ctx.db.get_user(self.sub.user_id)
+        if user is None or not await sees_channel(self.ctx, user, channel_id):
+            return FrameError("not_found", "No such channel.", ref)
+        return FrameError("not_joined", message, ref)
+
+    def forget(self, channel_id: int) -> None:
+        """Drop what this connection kept about a channel it left."""
+        self.kinds.pop(channel_id, None)
+        self.classes.pop(channel_id, None)
+
+    def revoked(self, channel_id: int) -> None:
+        """Leave a channel the user may no longer see and say so (`channel_removed`)."""
+        if self.hub.leave(self.sub, channel_id):
+            self.send_event({"type": "channel_removed", "channel": channel_id})
+        self.forget(channel_id)
 
     async def fresh_user(self) -> User | None:
         """The user record as it is now; None (and the socket closed 4001) if disabled or

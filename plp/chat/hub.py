@@ -49,6 +49,11 @@ def dumps(event: dict[str, Any]) -> str:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
 
 
+def removed_frame(channel_id: int) -> str:
+    """The `channel_removed` frame: this socket may no longer use the channel."""
+    return dumps({"type": "channel_removed", "channel": channel_id})
+
+
 class Subscriber:
     """One connection as the hub sees it.
 
@@ -308,8 +313,13 @@ class ChatHub:
         )
 
     def drop_channel(self, channel_id: int, frame: str) -> None:
-        """This process's part of a channel deletion (no presence: the channel is gone)."""
+        """This process's part of a channel deletion (no presence: the channel is gone).
+
+        Subscribers get the `channel_deleted` frame, then `channel_removed` (SPEC §12: every
+        socket that had joined a channel it can no longer use hears `channel_removed`).
+        """
         self.deliver(channel_id, frame)
+        self.deliver(channel_id, removed_frame(channel_id))
         users: dict[int, dict[str, Any]] = {}
         for sub in self._channels.pop(channel_id, ()):
             sub.channels.discard(channel_id)
@@ -318,6 +328,27 @@ class ChatHub:
         for user in users.values():
             # Nobody is left to tell; a shared presence still forgets this process's entries.
             self.presence.departed(channel_id, user, announce=False)
+
+    def revoke(self, channel_id: int, user_id: int) -> None:
+        """The user may no longer see the channel (left or removed from its class): in every
+        process, each of their sockets joined to it gets `channel_removed` and leaves it,
+        announcing them offline to the others."""
+        self.broker.revoke(channel_id, user_id, removed_frame(channel_id))
+
+    def drop_member(self, channel_id: int, user_id: int, frame: str) -> int:
+        """This process's part of `revoke`; how many sockets left the channel."""
+        subs = [sub for sub in self._channels.get(channel_id, ()) if sub.user_id == user_id]
+        payload = self.wire(frame) if self.wire is not None else frame
+        for sub in subs:
+            # Unsubscribed first, so a frame racing the notice already meets `not_found`.
+            self.leave(sub, channel_id)
+            try:
+                ok = sub.send(payload)
+            except Exception:
+                ok = False
+            if ok is False:
+                self.drop(sub, CLOSE_POLICY, "too slow")
+        return len(subs)
 
     def session_ended(self, key: str, user_id: int, reason: str) -> None:
         """A SessionStore end listener: close that session's sockets everywhere with 4001."""

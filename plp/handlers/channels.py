@@ -10,8 +10,10 @@ from typing import Any
 from ..auth.decorators import authenticated, require_role
 from ..chat import moderation
 from ..chat.connection import ID_MAX
-from ..storage.base import CHANNEL_KINDS, ChannelNameTaken
-from .api import parse_id
+from ..classes import service as classes
+from ..classes import visibility
+from ..storage.base import CHANNEL_KINDS, ChannelNameTaken, NotFound
+from .api import field, parse_id
 from .base import ApiHandler
 from .errors import ApiError
 
@@ -37,25 +39,44 @@ def _query_int(handler: ApiHandler, name: str, low: int, high: int) -> int | Non
 
 
 class ChannelsHandler(ApiHandler):
-    """GET /api/channels (signed in); POST /api/channels (teacher, admin)."""
+    """GET /api/channels (the visible ones); POST /api/channels {..., classId?}: school-wide
+    (admins) or a class's (its teachers, admins)."""
 
     @authenticated
     async def get(self) -> None:
-        channels = await self.ctx.db.list_channels()
+        channels = await visibility.visible_channels(self.ctx, self.user)
         self.write_json({"channels": [c.to_json() for c in channels]})
 
     @require_role("teacher", "admin")
     async def post(self) -> None:
         data = self.get_json_body()
         name, description, kind = self.validate(data)
+        class_id = field(data, "classId", int, required=False)
+        await self.check_scope(class_id)
         try:
-            channel = await self.ctx.db.create_channel(name, description, kind, self.user.id)
+            channel = await self.ctx.db.create_channel(
+                name, description, kind, self.user.id, class_id
+            )
+        except NotFound:
+            raise ApiError(404, "not_found", "No such class.") from None
         except ChannelNameTaken:
             raise ApiError(
                 409, "conflict", "A channel with that name exists.", fields={"name": "Taken."}
             ) from None
         log.info("channel %s (%d) created by user %d", channel.name, channel.id, self.user.id)
         self.write_json({"channel": channel.to_json()}, status=201)
+
+    async def check_scope(self, class_id: int | None) -> None:
+        """School-wide channels are made by admins; a class's by its teachers or an admin
+        (a class the user cannot see: 404, as for an unknown id)."""
+        user = self.user
+        if class_id is None:
+            if user.role != "admin":
+                raise ApiError(403, "forbidden", "Only admins create school-wide channels.")
+            return
+        if not 0 < class_id <= ID_MAX:
+            raise ApiError(404, "not_found", "No such class.")
+        await classes.managed_class(self.ctx, user, class_id)
 
     @staticmethod
     def validate(data: dict[str, Any]) -> tuple[str, str, str]:
@@ -92,18 +113,22 @@ class ChannelsHandler(ApiHandler):
 
 
 class ChannelHandler(ApiHandler):
-    """DELETE /api/channels/{id}: an admin, or the teacher who created the channel."""
+    """DELETE /api/channels/{id}: an admin; a class channel's class teacher; the teacher who
+    created a school-wide one (before classes, teachers could)."""
 
-    @authenticated
+    @require_role("teacher", "admin")
     async def delete(self, raw_id: str) -> None:
-        channel = await self.ctx.db.get_channel(parse_id(raw_id))
-        if channel is None:
-            raise ApiError(404, "not_found", "No such channel.")
+        # The role check comes first: a student gets the same 403 for any id (SPEC §12).
+        channel = await visibility.visible_channel(self.ctx, self.user, parse_id(raw_id))
         user = self.user
-        mine = user.role == "teacher" and channel.created_by == user.id
-        if user.role != "admin" and not mine:
+        if channel.class_id is None:
+            allowed = user.role == "admin" or channel.created_by == user.id
+        else:
+            role = await self.ctx.db.class_role(channel.class_id, user.id)
+            allowed = user.role == "admin" or visibility.is_class_teacher(user, role)
+        if not allowed:
             raise ApiError(
-                403, "forbidden", "Only an admin or its creator may delete this channel."
+                403, "forbidden", "Only an admin or a teacher of its class may delete this channel."
             )
         if await self.ctx.db.delete_channel(channel.id):
             self.ctx.hub.channel_deleted(channel.id)
@@ -120,8 +145,7 @@ class MessagesHandler(ApiHandler):
         channel_id = parse_id(raw_id)
         before = _query_int(self, "before", 1, ID_MAX)
         limit = _query_int(self, "limit", 1, HISTORY_MAX) or HISTORY_DEFAULT
-        if await self.ctx.db.get_channel(channel_id) is None:
-            raise ApiError(404, "not_found", "No such channel.")
+        await visibility.visible_channel(self.ctx, self.user, channel_id)
         messages = await self.ctx.db.list_messages(channel_id, before=before, limit=limit)
         self.write_json({"messages": [m.to_json() for m in messages]})
 

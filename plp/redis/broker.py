@@ -42,6 +42,7 @@ SUBSCRIBE_TIMEOUT = 3.0
 # then the frame untouched (no second JSON encoding per event).
 MESSAGE = "m"  # deliver the frame to the channel's subscribers
 DELETED = "d"  # the channel was deleted: deliver the frame, then drop its subscribers
+REVOKED = "r"  # a user lost the channel: the fourth header field is that user's id
 NOBODY = "-"  # no connection is excluded from the delivery
 
 
@@ -93,6 +94,10 @@ class RedisBroker(Broker):
     def channel_deleted(self, channel_id: int, frame: str) -> None:
         self.hub.drop_channel(channel_id, frame)
         self._send(DELETED, channel_id, None, frame)
+
+    def revoke(self, channel_id: int, user_id: int, frame: str) -> None:
+        self.hub.drop_member(channel_id, user_id, frame)
+        self._send(REVOKED, channel_id, str(user_id), frame)
 
     def end_session(self, key: str) -> None:
         # Already heard in every process through the session store's end notices.
@@ -190,3 +195,5 @@ class RedisBroker(Broker):
             self.hub.deliver(channel_id, frame, exclude)
         elif kind == DELETED:
             self.hub.drop_channel(channel_id, frame)
+        elif kind == REVOKED and exclude is not None and exclude.isdigit():
+            self.hub.drop_member(channel_id, int(exclude), frame)

@@ -2,7 +2,8 @@
 
 Keys (under the prefix, `plp:` by default): `t:a:<name>` hash of an account's consecutive
 failures and the last one's time; `t:ip:<addr>` and `t:reg:<addr>` lists of an address's
-last failed-login and registration times. Every key expires once it stops limiting anyone.
+last failed-login and registration times; `t:cj:<user id>` a user's last wrong class join
+codes. Every key expires once it stops limiting anyone.
 The rules are `MemoryThrottle`'s (plp/throttle.py); the two writes are the `throttle_*.lua`
 scripts beside this module.
 """
@@ -14,6 +15,7 @@ from typing import Any
 from ..throttle import (
     ADDRESS_WINDOW,
     BASE_BLOCK,
+    JOIN_WINDOW,
     MAX_BLOCK,
     REGISTRATION_WINDOW,
     Throttle,
@@ -97,6 +99,18 @@ class RedisThrottle(Throttle):
         await self._event(
             keys=[self.prefix + "reg:" + ip],
             args=[repr(self.clock()), self.registration_limit, REGISTRATION_WINDOW],
+        )
+
+    @unavailable
+    async def join_wait(self, user_id: int) -> float:
+        events = await self._redis.lrange(self.prefix + f"cj:{user_id}", 0, -1)
+        return _window_wait(events, self.join_limit, JOIN_WINDOW, self.clock())
+
+    @unavailable
+    async def join_failed(self, user_id: int) -> None:
+        await self._event(
+            keys=[self.prefix + f"cj:{user_id}"],
+            args=[repr(self.clock()), self.join_limit, JOIN_WINDOW],
         )
 
     async def prune(self) -> int:

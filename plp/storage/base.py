@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 ROLES = ("student", "teacher", "admin")
 CHANNEL_KINDS = ("discussion", "announcement")
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class StorageError(Exception):
@@ -108,6 +108,7 @@ class Channel:
     kind: str
     created_by: int | None
     created_at: _dt.datetime
+    class_id: int | None = None  # the class it belongs to; None: school-wide (SPEC §12)
 
     def to_json(self) -> dict:
         return {
@@ -117,6 +118,7 @@ class Channel:
             "kind": self.kind,
             "createdBy": self.created_by,
             "createdAt": iso(self.created_at),
+            "classId": self.class_id,
         }
 
 
@@ -227,9 +229,15 @@ class Database(abc.ABC):
     # channels
     @abc.abstractmethod
     async def create_channel(
-        self, name: str, description: str, kind: str, created_by: int | None
+        self,
+        name: str,
+        description: str,
+        kind: str,
+        created_by: int | None,
+        class_id: int | None = None,
     ) -> Channel:
-        """Insert a channel; raise ChannelNameTaken if the name (case-insensitively) exists."""
+        """Insert a channel of a class (None: school-wide); ChannelNameTaken if the name
+        (case-insensitively) exists in that scope; NotFound if the class does not exist."""
 
     @abc.abstractmethod
     async def get_channel(self, channel_id: int) -> Channel | None:

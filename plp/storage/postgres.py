@@ -27,7 +27,7 @@ from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .base import StorageUnavailable, UnstorableValue
-from .schema import CHANNEL_NAME_KEY, USERNAME_KEY
+from .schema import CHANNEL_NAME_KEY, CLASS_NAME_KEY, JOIN_CODE_KEY, USERNAME_KEY
 from .sql import SQLDatabase, pending
 from .statements import Dialect, Params, Row, Statements, writes
 
@@ -58,6 +58,8 @@ POSTGRES = Dialect(
 _UNIQUE_CONSTRAINTS = {
     "users_username_key": USERNAME_KEY,
     "channels_name_key_key": CHANNEL_NAME_KEY,
+    "classes_name_key_key": CLASS_NAME_KEY,
+    "classes_join_code_key": JOIN_CODE_KEY,
 }
 
 # SQLSTATE classes and codes that blame the server or its disk, not the request.

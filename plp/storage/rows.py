@@ -11,7 +11,7 @@ from typing import Any
 from .base import AuditEvent, Channel, Message, User
 
 USER_COLS = "id, username, display_name, role, created_at, disabled, sessions_from"
-CHANNEL_COLS = "id, name, description, kind, created_by, created_at"
+CHANNEL_COLS = "id, name, description, kind, created_by, created_at, class_id"
 AUDIT_COLS = "at, event, user_id, username, ip, detail, tally_count"
 MESSAGE_SELECT = (
     "SELECT m.id, m.channel_id, m.author_id, u.username, u.display_name, u.role, m.text, "
@@ -51,6 +51,7 @@ def channel_from_row(row: Sequence[Any]) -> Channel:
         kind=row[3],
         created_by=row[4],
         created_at=from_ms(row[5]),
+        class_id=row[6],
     )
 
 

@@ -83,13 +83,40 @@ SCRIPTS: tuple[str, ...] = (
     ALTER TABLE users ADD COLUMN sessions_from $bigint NOT NULL DEFAULT 0;
     CREATE INDEX users_by_sessions_from ON users (sessions_from);
     """,
+    # 4: classes (SPEC §12). A class channel keeps the global `channels.name_key` unique
+    # column (SQLite cannot drop it without rebuilding the table) with a scoped key,
+    # "<class id>/<name>"; school-wide channels keep the plain lower-cased name, which is what
+    # every existing row holds, so existing channels become school-wide unchanged. Join codes
+    # are stored upper-cased, so a lookup by code is one indexed query.
+    """
+    CREATE TABLE classes (
+        id          $id_pk,
+        name        TEXT NOT NULL,
+        name_key    TEXT NOT NULL UNIQUE,
+        join_code   TEXT UNIQUE,
+        created_by  $bigint REFERENCES users(id),
+        created_at  $bigint NOT NULL
+    );
+    CREATE TABLE class_members (
+        class_id   $bigint NOT NULL REFERENCES classes(id) ON DELETE CASCADE,
+        user_id    $bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        class_role TEXT NOT NULL CHECK (class_role IN ('teacher', 'student')),
+        joined_at  $bigint NOT NULL,
+        PRIMARY KEY (class_id, user_id)
+    );
+    CREATE INDEX class_members_by_user ON class_members (user_id, class_id);
+    ALTER TABLE channels ADD COLUMN class_id $bigint REFERENCES classes(id) ON DELETE CASCADE;
+    CREATE INDEX channels_by_class ON channels (class_id);
+    """,
 )
 
 # The unique columns an insert can collide on, as "table.column", and the domain error each
 # one means (raised by sql.py).
 USERNAME_KEY = "users.username"
 CHANNEL_NAME_KEY = "channels.name_key"
-UNIQUE_KEYS = (USERNAME_KEY, CHANNEL_NAME_KEY)
+CLASS_NAME_KEY = "classes.name_key"
+JOIN_CODE_KEY = "classes.join_code"
+UNIQUE_KEYS = (USERNAME_KEY, CHANNEL_NAME_KEY, CLASS_NAME_KEY, JOIN_CODE_KEY)
 
 
 def render(types: Mapping[str, str]) -> dict[int, str]:

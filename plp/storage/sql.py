@@ -30,6 +30,7 @@ from .base import (
     UsernameTaken,
     utcnow,
 )
+from .classes_sql import ClassSQL
 from .reset_codes_sql import ResetCodeSQL
 from .rows import (
     AUDIT_COLS,
@@ -57,6 +58,15 @@ ENSURE_GENERAL = (
 )
 
 
+def channel_key(name: str, class_id: int | None) -> str:
+    """The stored unique key of a channel name: scoped to its class, or plain (school-wide).
+
+    Channel names never hold "/", so a class's keys cannot meet a school-wide one.
+    """
+    key = name.lower()
+    return key if class_id is None else f"{class_id}/{key}"
+
+
 def pending(version: int) -> range:
     """The schema versions to apply to a database at `version`; CannotOpen if it is newer."""
     if version > SCHEMA_VERSION:
@@ -66,7 +76,7 @@ def pending(version: int) -> range:
     return range(version + 1, SCHEMA_VERSION + 1)
 
 
-class SQLDatabase(ResetCodeSQL, SQLParts, Store):
+class SQLDatabase(ClassSQL, ResetCodeSQL, SQLParts, Store):
     """`Database` on a SQL database; subclasses supply the connection and error rules."""
 
     async def _ensure_general(self, sql: Statements) -> None:
@@ -152,20 +162,36 @@ class SQLDatabase(ResetCodeSQL, SQLParts, Store):
 
     @writes
     async def create_channel(
-        self, name: str, description: str, kind: str, created_by: int | None
+        self,
+        name: str,
+        description: str,
+        kind: str,
+        created_by: int | None,
+        class_id: int | None = None,
     ) -> Channel:
         created = utcnow()
         try:
             channel_id = await self._sql.insert(
-                "INSERT INTO channels (name, name_key, description, kind, created_by, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (name, name.lower(), description, kind, created_by, to_ms(created)),
+                "INSERT INTO channels "
+                "(name, name_key, description, kind, created_by, created_at, class_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    channel_key(name, class_id),
+                    description,
+                    kind,
+                    created_by,
+                    to_ms(created),
+                    class_id,
+                ),
             )
         except Exception as exc:
             if self._unique_key(exc) == CHANNEL_NAME_KEY:
                 raise ChannelNameTaken(name) from None
+            if self._missing_reference(exc):
+                raise NotFound(class_id) from None
             raise
-        return Channel(channel_id, name, description, kind, created_by, created)
+        return Channel(channel_id, name, description, kind, created_by, created, class_id)
 
     @reads
     async def get_channel(self, channel_id: int) -> Channel | None:

@@ -9,8 +9,9 @@ feature declares its records and abstract methods in a module of its own (an `ab
 from __future__ import annotations
 
 from .base import Database
+from .classes import ClassStore
 from .reset_codes import ResetCodeStore
 
 
-class Store(Database, ResetCodeStore):
+class Store(Database, ClassStore, ResetCodeStore):
     """The whole storage interface: the core `Database` and every feature's part."""

@@ -359,3 +359,35 @@ async def test_no_code_in_any_log_line_or_audit_row(admin_and_kid, make_client, 
     for code in codes:
         for form in (code, code.replace("-", ""), code.lower(), code.replace("-", "").lower()):
             assert not any(form in text for text in texts), form
+
+
+@pytest.mark.gen_test
+async def test_a_class_teacher_issues_codes_for_their_class_students_only(make_client, make_user):
+    """SPEC §13: a teacher for a student of a class they teach; anyone else is 404."""
+    teacher = await signed_in(make_client, make_user, "tess", "teacher")
+    other_teacher = await make_user("tom", "teacher")
+    mine = await make_user("kid")
+    theirs = await make_user("stranger")
+    r = await teacher.fetch("/api/classes", "POST", json_body={"name": "5A"})
+    assert r.code == 201, r.body
+    class_id = body(r)["class"]["id"]
+    for name in ("kid", "tom"):
+        role = "teacher" if name == "tom" else "student"
+        r = await teacher.fetch(
+            f"/api/classes/{class_id}/members",
+            "POST",
+            json_body={"username": name, "classRole": role},
+        )
+        assert r.code == 201, r.body
+    r = await teacher.fetch(f"/api/users/{mine.id}/reset-code", "POST")
+    assert r.code == 201, r.body
+    # A student of no class of hers, and a fellow class teacher: not hers to manage.
+    for target in (theirs, other_teacher):
+        r = await teacher.fetch(f"/api/users/{target.id}/reset-code", "POST")
+        assert r.code == 404, r.body
+        assert body(r)["error"] == "not_found"
+    # Removed from the class, the pupil is no longer hers either.
+    r = await teacher.fetch(f"/api/classes/{class_id}/members/{mine.id}", "DELETE")
+    assert r.code == 204
+    r = await teacher.fetch(f"/api/users/{mine.id}/reset-code", "POST")
+    assert r.code == 404

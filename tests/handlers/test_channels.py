@@ -38,26 +38,49 @@ async def test_list_needs_sign_in_and_has_general(client, signed_in):
     assert r.code == 200
     channels = body(r)["channels"]
     assert [c["name"] for c in channels] == ["general"]
-    assert set(channels[0]) == {"id", "name", "description", "kind", "createdBy", "createdAt"}
+    assert set(channels[0]) == {
+        "id",
+        "name",
+        "description",
+        "kind",
+        "createdBy",
+        "createdAt",
+        "classId",
+    }
+    assert channels[0]["classId"] is None
     assert channels[0]["kind"] == "discussion"
 
 
 @pytest.mark.gen_test
 async def test_teacher_creates_and_name_is_unique(signed_in):
     teacher = await signed_in("teach", "teacher")
+    # School-wide channels are the admins' (SPEC §12); a teacher makes them in a class.
+    r = await teacher.fetch("/api/channels", "POST", json_body={"name": "maths-7b"})
+    assert r.code == 403 and error_of(r) == "forbidden"
+    r = await teacher.fetch("/api/classes", "POST", json_body={"name": "7B"})
+    class_id = body(r)["class"]["id"]
     r = await teacher.fetch(
         "/api/channels",
         "POST",
-        json_body={"name": " Maths-7B ", "description": "Year 7 maths", "kind": "announcement"},
+        json_body={
+            "name": " Maths-7B ",
+            "description": "Year 7 maths",
+            "kind": "announcement",
+            "classId": class_id,
+        },
     )
     assert r.code == 201, r.body
     channel = body(r)["channel"]
     assert channel["name"] == "maths-7b"
     assert channel["kind"] == "announcement"
-    assert channel["createdBy"] == teacher.user.id
-    r = await teacher.fetch("/api/channels", "POST", json_body={"name": "MATHS-7b"})
+    assert channel["createdBy"] == teacher.user.id and channel["classId"] == class_id
+    r = await teacher.fetch(
+        "/api/channels", "POST", json_body={"name": "MATHS-7b", "classId": class_id}
+    )
     assert r.code == 409 and error_of(r) == "conflict"
-    r = await teacher.fetch("/api/channels", "POST", json_body={"name": "science"})
+    r = await teacher.fetch(
+        "/api/channels", "POST", json_body={"name": "science", "classId": class_id}
+    )
     assert r.code == 201 and body(r)["channel"]["kind"] == "discussion"
     names = [c["name"] for c in body(await teacher.fetch("/api/channels"))["channels"]]
     assert names == ["general", "maths-7b", "science"]
@@ -116,13 +139,14 @@ async def test_create_rejects_malformed_bodies(signed_in):
 
 
 @pytest.mark.gen_test
-async def test_delete_rules(signed_in):
+async def test_delete_rules(signed_in, ctx):
     maker = await signed_in("maker", "teacher")
     other = await signed_in("other", "teacher")
     kid = await signed_in("kid")
     admin = await signed_in("boss", "admin")
-    first = body(await maker.fetch("/api/channels", "POST", json_body={"name": "one"}))["channel"]
-    second = body(await maker.fetch("/api/channels", "POST", json_body={"name": "two"}))["channel"]
+    # School-wide channels a teacher made before classes existed: still theirs to delete.
+    first = (await ctx.db.create_channel("one", "", "discussion", maker.user.id)).to_json()
+    second = (await ctx.db.create_channel("two", "", "discussion", maker.user.id)).to_json()
     for who in (other, kid):
         r = await who.fetch(f"/api/channels/{first['id']}", "DELETE")
         assert r.code == 403 and error_of(r) == "forbidden"

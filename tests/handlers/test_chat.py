@@ -230,10 +230,13 @@ async def test_bad_frames_get_error_frames(peer, clock):
         ({"type": "join", "channel": 2**70}, "bad_request", "join"),
         ({"type": "join", "channel": 999}, "not_found", "join"),
         ({"type": "leave", "channel": 1}, "not_joined", "leave"),
+        ({"type": "leave", "channel": 999}, "not_found", "leave"),
+        ({"type": "typing", "channel": 999}, "not_found", "typing"),
         ({"type": "typing", "channel": 1}, "not_joined", "typing"),
         ({"type": "send", "channel": 1, "text": "hi"}, "not_joined", "send"),
         ({"type": "send", "channel": 1, "text": "hi", "clientId": "c1"}, "not_joined", "c1"),
-        ({"type": "send", "channel": 999, "text": "hi"}, "not_joined", "send"),
+        # An unknown channel is `not_found`, like one the user cannot see (SPEC §12).
+        ({"type": "send", "channel": 999, "text": "hi"}, "not_found", "send"),
         ({"type": "send", "channel": 1, "text": 5}, "bad_request", "send"),
         ({"type": "send", "channel": 1}, "bad_request", "send"),
         ({"type": "send", "channel": 1, "text": "x", "clientId": 7}, "bad_request", "send"),
@@ -596,8 +599,9 @@ async def test_channel_deletion_reaches_subscribers(peer, ctx, make_client, make
     r = await client.fetch(f"/api/channels/{channel.id}", "DELETE")
     assert r.code == 204
     await kid.expect("channel_deleted", channel=channel.id)
+    await kid.expect("channel_removed", channel=channel.id)
     await kid.send({"type": "send", "channel": channel.id, "text": "hello?"})
-    await kid.expect("error", code="not_joined")
+    await kid.expect("error", code="not_found")
     await kid.send({"type": "join", "channel": channel.id})
     await kid.expect("error", code="not_found")
     assert ctx.hub.members(channel.id) == 0
@@ -804,7 +808,10 @@ def test_hub_goes_through_its_broker():
         ("deleted", 3),
         ("end", one.session_key),
     ]
-    assert json.loads(got[-1]) == {"type": "channel_deleted", "channel": 3}
+    assert [json.loads(frame) for frame in got[-2:]] == [
+        {"type": "channel_deleted", "channel": 3},
+        {"type": "channel_removed", "channel": 3},
+    ]
     assert closed == [(1, 4001)]
     assert hub.count() == 0 and hub.sockets_of_user(1) == 0
 

@@ -4,8 +4,9 @@ The schemas below are frozen copies of what plp wrote before the SQL layer was o
 (`plp/storage/sqlite.py` and `postgres.py` at schema version 2, each with its own copy of
 the schema; version 2 as settled with the coalesced audit rows, before any release). Each
 test builds such a database with them, fills it the way that code did, and opens it with
-today's code: same schema, same version, same records, and the unique constraints still map
-to the domain errors. A fresh database made by today's code must have exactly the same schema.
+today's code: it upgrades in place to today's version keeping every record (channels become
+school-wide), and the unique constraints still map to the domain errors. An upgraded
+database has exactly the schema of a fresh one made by today's code.
 """
 
 from __future__ import annotations
@@ -289,13 +290,11 @@ async def _migrated(old, fresh: bool = False) -> Database:
 
 
 @pytest.mark.gen_test
-async def test_fresh_schema_is_the_earlier_one_upgraded(old):
-    # The database of the last release (OLD_VERSION), upgraded in place at start, is what a
-    # fresh start of this plp makes.
+async def test_upgraded_schema_is_a_fresh_one(old):
     old.build(OLD_VERSION)
-    await (await _migrated(old)).close()
-    database = await _migrated(old, fresh=True)
-    await database.close()
+    for fresh in (False, True):
+        database = await _migrated(old, fresh=fresh)
+        await database.close()
     assert old.schema(fresh=True) == old.schema()
 
 
@@ -309,15 +308,11 @@ def test_released_scripts_are_rendered_unchanged():
 
 
 @pytest.mark.gen_test
-async def test_current_database_opens_unchanged(old):
+async def test_released_database_upgrades_keeping_its_rows(old):
     old.build(OLD_VERSION)
-    await (await _migrated(old)).close()  # the last release's database, upgraded at start
-    schema, version = old.schema(), old.version()
-    # At the current schema version there is nothing to migrate: opening changes nothing.
-    assert version[-1] == SCHEMA_VERSION
     database = await _migrated(old)
     try:
-        assert (old.schema(), old.version()) == (schema, version)
+        assert old.version()[-1] == SCHEMA_VERSION
         assert await database.list_users() == [TESS, KID]
         assert await database.get_user(2) == KID
         assert await database.get_credentials("tess") == (TESS, "hash-of-tess")
@@ -327,6 +322,7 @@ async def test_current_database_opens_unchanged(old):
             (2, "Maths", "announcement", 1),
         ]
         assert channels[1].created_at == _ms(T0 + 3)
+        assert [c.class_id for c in channels] == [None, None]  # school-wide, as before
         (message,) = await database.list_messages(2)
         assert (message.id, message.author_username, message.text) == (
             1,
@@ -353,6 +349,12 @@ async def test_current_database_opens_unchanged(old):
             await database.add_audit("logout", user_id=3, username="new", ip=None, detail={}) == 2
         )
         assert (await database.update_user(2, disabled=False)).disabled is False
+        # Classes work on the upgraded database; a class may have its own "maths".
+        made = await database.create_class("5A", 1, "ABCDEFGH")
+        scoped = await database.create_channel("maths", "", "discussion", 1, made.id)
+        assert scoped.class_id == made.id
+        with pytest.raises(ChannelNameTaken):
+            await database.create_channel("MATHS", "", "discussion", 1, made.id)
     finally:
         await database.close()
 

@@ -45,7 +45,7 @@ def sign_in(context, server, username: str, problems: PageProblems):
     return page
 
 
-def create_teacher(server, username: str) -> None:
+def create_teacher(server, username: str, role: str = "teacher") -> None:
     """The CLI writes the account into the running server's database."""
     env = {
         "PLP_DATA_DIR": str(server.data_dir),
@@ -55,7 +55,7 @@ def create_teacher(server, username: str) -> None:
     }
     argv = [sys.executable, str(ROOT / "run.py"), "create-user", "--username", username]
     result = subprocess.run(
-        [*argv, "--role", "teacher"],
+        [*argv, "--role", role],
         cwd=str(ROOT),
         env=env,
         capture_output=True,
@@ -171,7 +171,8 @@ def test_the_page_fills_the_window_and_never_overflows(browser, live_server, vie
 
 def test_channel_drawer_on_a_phone(browser, live_server):
     server = live_server()
-    create_teacher(server, "tess")
+    # School-wide channels are the admins' (SPEC §12): tess makes one from the drawer.
+    create_teacher(server, "tess", "admin")
     problems = PageProblems()
     context = browser.new_context(viewport=PHONE)
     tess = sign_in(context, server, "tess", problems)
@@ -185,7 +186,7 @@ def test_channel_drawer_on_a_phone(browser, live_server):
     assert toggle.get_attribute("aria-expanded") == "true"
     assert no_sideways_scroll(tess)
 
-    # A teacher creates a channel from the drawer; it opens; the drawer stays usable.
+    # An admin creates a channel from the drawer; it opens; the drawer stays usable.
     tess.click("#new-channel-box summary")
     tess.fill("#new-channel-name", "maths")
     tess.fill("#new-channel-description", "Homework questions")
@@ -207,7 +208,7 @@ def test_channel_drawer_on_a_phone(browser, live_server):
 
 def test_unread_counts_new_messages_button_and_channel_delete(browser, live_server):
     server = live_server()
-    create_teacher(server, "tess")
+    create_teacher(server, "tess", "admin")  # school-wide channels are the admins' (SPEC §12)
     problems = PageProblems()
     tess_context = browser.new_context(viewport=DESKTOP)
     amy_context = browser.new_context(viewport=DESKTOP)
