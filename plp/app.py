@@ -43,7 +43,17 @@ class PlpApplication(tornado.web.Application):
 
 def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
     """The Tornado application for a context; route lists are joined in order."""
-    from .handlers import admin_pages, api, auth, channels, chat, classes, pages
+    from .handlers import (
+        admin_pages,
+        api,
+        auth,
+        channels,
+        chat,
+        chat_page,
+        class_pages,
+        classes,
+        pages,
+    )
 
     settings = ctx.settings
     handlers: list = [
@@ -54,6 +64,8 @@ def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
         *chat.routes,
         *pages.routes,
         *admin_pages.routes,
+        *class_pages.routes,
+        *chat_page.routes,
         *api.fallback_routes,
     ]
     app_settings: dict[str, Any] = dict(
