@@ -239,7 +239,10 @@ class MemberRemovePage(ClassPage):
         member = await self.ctx.db.get_user(member_id)
         await members.remove_member(self.ctx, self.user, class_id, member_id, ip=self.ip)
         name = member.username if member else "The member"
-        self.done(f"{name} is no longer in {view.record.name}.", f"/classes/{class_id}")
+        # A teacher who removed themself cannot see the class any more (an admin still can).
+        gone = member_id == self.user.id and self.user.role != "admin"
+        path = "/classes" if gone else f"/classes/{class_id}"
+        self.done(f"{name} is no longer in {view.record.name}.", path)
 
 
 class LeavePage(ClassPage):

@@ -294,6 +294,10 @@ async def test_roster_add_and_remove(person, ctx):
     for user_id in (kid.user.id, 999):
         response = await tess.submit(f"/classes/{class_id}/members/{user_id}/remove", {})
         assert response.code == 404
+    # A teacher removing themself lands on the list: the class is not theirs to see now.
+    response = await tess.submit(f"/classes/{class_id}/members/{tess.user.id}/remove", {})
+    assert response.headers["Location"] == "/classes"
+    assert notice(await tess.page("/classes")) == "tess is no longer in 5A."
 
 
 @pytest.mark.gen_test
@@ -470,3 +474,23 @@ async def test_chat_lists_own_channels_grouped_by_class(person, ctx):
     teacher_page = await tess.page("/chat")
     assert f'data-teaches="{five} {nine}"' in teacher_page
     assert f'data-channel="{secret.id}"' in teacher_page
+
+
+@pytest.mark.gen_test
+async def test_hostile_form_bodies_are_clear_4xx(person, ctx):
+    tess = await person("tess", "teacher")
+    class_id = await make_class(tess)
+    xsrf = tess.cookies["_xsrf"]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    cases = [
+        (f"_xsrf={xsrf}&name=%FF%FE", 400, "5A"),  # not UTF-8
+        (f"_xsrf={xsrf}&name=" + "x" * 70_000, 413, "5A"),
+        (f"_xsrf={xsrf}&name=a%00b", 302, "a b"),  # Tornado reads a control character as " "
+        (f"_xsrf={xsrf}&name=6A&name=6B", 302, "6B"),  # repeated: the last one
+    ]
+    for raw, status, stored in cases:
+        response = await tess.fetch(
+            f"/classes/{class_id}/rename", "POST", body=raw, headers=form, xsrf=False
+        )
+        assert response.code == status, raw[:40]
+        assert (await ctx.db.get_class(class_id)).name == stored

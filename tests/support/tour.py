@@ -4,8 +4,8 @@
 register page; the teacher makes a class on /classes with the student on its roster and a
 channel; then the student and teacher get a 300-character unbroken display name and the
 class a 300-character unbroken name straight in the database (longer than the forms allow: a
-name imported or made before the limit must not break a page either). `tour` signs in as each role and yields every page it
-can reach.
+name imported or made before the limit must not break a page either). `tour` signs in as
+each role and yields every page it can reach.
 """
 
 from __future__ import annotations
