@@ -72,13 +72,19 @@ def test_teacher_and_pupil_on_classes_and_chat(browser, live_server):
     pupil.press("textarea[name=message]", "Enter")
     mine = "#messages li[data-id]:has(.text:text-is('is question 3 for today?'))"
     pupil.wait_for_selector(mine)
-    # A pupil may delete their own message, not the teacher's (none here): one button.
-    assert pupil.locator(f"{mine} button.delete").count() == 1
+    assert pupil.locator(f"{mine} button.delete").count() == 1  # their own
 
     # The teacher deletes the pupil's message from the class channel.
     teacher.goto(server.url + "/chat")
     teacher.click(f"#channels button:has-text('{CHANNEL}')")
     teacher.wait_for_selector(mine)
+    teacher.wait_for_selector("textarea[name=message]:not([disabled])")
+    teacher.fill("textarea[name=message]", "homework: page 12")
+    teacher.press("textarea[name=message]", "Enter")
+    theirs = "#messages li[data-id]:has(.text:text-is('homework: page 12'))"
+    pupil.wait_for_selector(theirs)
+    assert pupil.locator(f"{theirs} button.delete").count() == 0  # not the pupil's to delete
+    assert teacher.locator(f"{theirs} button.delete").count() == 1
     teacher.on("dialog", lambda dialog: dialog.accept())
     teacher.click(f"{mine} button.delete")
     teacher.wait_for_selector(mine, state="detached")
@@ -97,7 +103,7 @@ def test_teacher_and_pupil_on_classes_and_chat(browser, live_server):
     assert "no longer yours" in pupil.inner_text("#status")
     assert pupil.locator("#messages li[data-id]").count() == 0
 
-    # Back on /classes the pupil has no class, and the old code still works only by joining.
+    # Back on /classes the pupil has no class.
     pupil.goto(server.url + "/classes")
     pupil.wait_for_selector("#no-classes")
     assert problems.items == []
