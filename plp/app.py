@@ -49,6 +49,8 @@ def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
         auth,
         channels,
         chat,
+        chat_page,
+        class_pages,
         classes,
         pages,
         reset,
@@ -66,6 +68,8 @@ def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
         *admin_pages.routes,
         *reset.routes,
         *reset_pages.routes,
+        *class_pages.routes,
+        *chat_page.routes,
         *api.fallback_routes,
     ]
     app_settings: dict[str, Any] = dict(

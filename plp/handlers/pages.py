@@ -13,6 +13,7 @@ from tornado.web import HTTPError
 
 from ..auth import accounts, recent, service
 from ..auth.decorators import authenticated
+from ..classes.visibility import visible_channels
 from ..errors import DomainError, InvalidInput, NotFound
 from ..security import safe_next, write_security_headers
 from ..storage.base import iso_from_epoch
@@ -191,17 +192,9 @@ class LogoutPage(PageHandler):
 class DashboardPage(PageHandler):
     @authenticated
     async def get(self) -> None:
-        channels = await self.ctx.db.list_channels()
+        # Only the channels the user may see (SPEC §12): other classes' names stay hidden.
+        channels = await visible_channels(self.ctx, self.user)
         self.render_page("dashboard.html", channels=channels)
-
-
-class ChatPage(PageHandler):
-    """GET /chat: the chat page; static/chat/main.js does the rest over /ws/chat."""
-
-    @authenticated
-    async def get(self) -> None:
-        channels = await self.ctx.db.list_channels()
-        self.render_page("chat.html", channels=channels)
 
 
 # How each sign-in method reads on /sessions.
@@ -375,7 +368,6 @@ routes = [
     (r"/register", RegisterPage),
     (r"/logout", LogoutPage),
     (r"/dashboard", DashboardPage),
-    (r"/chat", ChatPage),
     (r"/sessions", SessionsPage),
     (r"/sessions/revoke", SessionRevokePage),
     (r"/sessions/logout-all", LogoutAllPage),

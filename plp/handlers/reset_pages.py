@@ -57,7 +57,14 @@ class AdminResetCodePage(PageHandler):
             self.ctx, self.user, user_id, ip=self.ip, session=self.session
         )
         target = await self.ctx.db.get_user(user_id)
-        self.render_page("reset_code.html", target=target, code=code, expires=expires)
+        self.render_page(
+            "reset_code.html",
+            target=target,
+            code=code,
+            expires=expires,
+            back="/admin",
+            back_label="Back to administration",
+        )
 
 
 routes = [

@@ -1,25 +1,38 @@
-/* plp chat: creating and deleting channels, for those allowed (SPEC §6: teachers and admins
- * create; an admin, or the teacher who made it, deletes). */
+/* plp chat: creating and deleting channels, for those allowed (SPEC §12: a class's teachers
+ * and admins make and delete its channels; school-wide ones are the admins', and the teacher
+ * who made one before classes may still delete it). */
 
 import { sendJson } from "./api.js";
+import * as groups from "./groups.js";
 
 const form = document.getElementById("new-channel");
 const formBox = document.getElementById("new-channel-box");
 const formError = document.getElementById("new-channel-error");
 const deleteButton = document.getElementById("delete-channel");
-
-export function canCreate(me) {
-  return !!me && (me.role === "teacher" || me.role === "admin");
-}
+const scope = document.getElementById("new-channel-class");
 
 export function canDeleteChannel(me, channel) {
   if (!me || !channel) return false;
-  return me.role === "admin" || (me.role === "teacher" && channel.createdBy === me.id);
+  if (me.role === "admin") return true;
+  if (me.role !== "teacher") return false;
+  if (channel.classId === null) return channel.createdBy === me.id;
+  return groups.teaches(channel.classId);
 }
 
-/** Show or hide the controls for this user and channel. */
+/** Show or hide the controls for this user and channel; the form offers only the classes
+ * (or school-wide) where the user may make a channel. */
 export function renderControls(me, channel) {
-  formBox.hidden = !canCreate(me);
+  const places = groups.creatable(me);
+  formBox.hidden = places.length === 0;
+  const chosen = scope.value;
+  scope.replaceChildren();
+  for (const place of places) {
+    const option = document.createElement("option");
+    option.value = place.id === null ? "" : String(place.id);
+    option.textContent = place.name;
+    scope.appendChild(option);
+  }
+  if (Array.from(scope.options).some((o) => o.value === chosen)) scope.value = chosen;
   deleteButton.hidden = !canDeleteChannel(me, channel);
 }
 
@@ -31,7 +44,8 @@ export function setUp(currentChannel, onCreated, onDeleted) {
     const body = {
       name: form.elements.name.value.trim(),
       description: form.elements.description.value.trim(),
-      kind: form.elements.kind.value
+      kind: form.elements.kind.value,
+      classId: scope.value ? Number(scope.value) : null
     };
     const answer = await sendJson("POST", "/api/channels", body);
     if (!answer.ok) {

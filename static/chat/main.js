@@ -9,8 +9,14 @@ import { setDrawer } from "./drawer.js";
 import * as channelAdmin from "./channels.js";
 import * as presence from "./presence.js";
 import * as messages from "./messages.js";
+import * as groups from "./groups.js";
 
 const root = document.getElementById("chat");
+// Who the page was rendered for, until the socket's hello says it again.
+const pageUser = {
+  id: Number(root.getAttribute("data-user-id")),
+  role: root.getAttribute("data-role")
+};
 const LOGIN_URL = root.getAttribute("data-login") || "/login?next=%2Fchat";
 const WS_PATH = root.getAttribute("data-ws") || "/ws/chat";
 const HISTORY_LIMIT = 50;
@@ -32,7 +38,7 @@ const els = {
 
 const state = {
   me: null,
-  channels: [], // [{id, name, kind, description, createdBy}]
+  channels: [], // [{id, name, kind, description, createdBy, classId}]
   current: null, // channel id on screen
   joined: new Set(), // channel ids the socket has joined
   asked: new Set(), // channel ids a join was sent for on this socket
@@ -64,46 +70,52 @@ function channelById(id) {
 
 // ---------------------------------------------------------------- channel list
 function readServerRenderedChannels() {
+  groups.readServerRendered(els.channels);
   return Array.from(els.channels.querySelectorAll("button[data-channel]")).map((b) => ({
     id: Number(b.getAttribute("data-channel")),
     name: b.textContent.trim().replace(/^#/, ""),
     kind: b.getAttribute("data-kind"),
     description: b.getAttribute("title") || "",
-    createdBy: null
+    createdBy: null,
+    classId: b.getAttribute("data-class") ? Number(b.getAttribute("data-class")) : null
   }));
 }
 
 function renderChannels() {
-  els.channels.replaceChildren();
-  for (const channel of state.channels) {
-    const li = document.createElement("li");
-    const button = document.createElement("button");
-    button.type = "button";
-    button.setAttribute("data-channel", String(channel.id));
-    button.setAttribute("data-kind", channel.kind);
-    button.title = channel.description || "";
-    const name = document.createElement("span");
-    name.className = "name";
-    name.textContent = "#" + channel.name;
-    button.appendChild(name);
-    const badge = unread.unreadBadge(channel.id);
-    if (badge) button.appendChild(badge);
-    if (channel.id === state.current) button.setAttribute("aria-current", "true");
-    li.appendChild(button);
-    els.channels.appendChild(li);
-  }
+  groups.render(els.channels, state.channels, channelItem);
   channelAdmin.renderControls(state.me, channelById(state.current));
 }
 
+function channelItem(channel) {
+  const li = document.createElement("li");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.setAttribute("data-channel", String(channel.id));
+  button.setAttribute("data-kind", channel.kind);
+  button.setAttribute("data-class", channel.classId === null ? "" : String(channel.classId));
+  button.title = channel.description || "";
+  const name = document.createElement("span");
+  name.className = "name";
+  name.textContent = "#" + channel.name;
+  button.appendChild(name);
+  const badge = unread.unreadBadge(channel.id);
+  if (badge) button.appendChild(badge);
+  if (channel.id === state.current) button.setAttribute("aria-current", "true");
+  li.appendChild(button);
+  return li;
+}
+
 async function loadChannels() {
-  const data = await getJson("/api/channels");
+  const [data, classes] = await Promise.all([getJson("/api/channels"), getJson("/api/classes")]);
   if (!data) return;
+  if (classes) groups.setClasses(classes.classes);
   state.channels = data.channels.map((c) => ({
     id: c.id,
     name: c.name,
     kind: c.kind,
     description: c.description,
-    createdBy: c.createdBy
+    createdBy: c.createdBy,
+    classId: c.classId === undefined ? null : c.classId
   }));
   if (state.current !== null && !channelById(state.current)) selectChannel(null);
   renderChannels();
@@ -146,16 +158,23 @@ function clearChannelView() {
   els.older.hidden = true;
 }
 
-function forgetChannel(id) {
+/** The channel is gone for this user: deleted, or they left or were removed from its class.
+ * If it was on screen, say so and show another one. */
+function forgetChannel(id, removed) {
+  const gone = channelById(id); // null when a reload of the list dropped it already
   state.channels = state.channels.filter((c) => c.id !== id);
   state.joined.delete(id);
   state.asked.delete(id);
   presence.forget(id);
   unread.clearUnread(id);
-  if (state.current === id) {
+  if (state.current === id && gone) {
     state.current = null;
-    setStatus("That channel was deleted.");
     selectChannel(null);
+    setStatus(
+      removed
+        ? "#" + gone.name + " is no longer yours: you left or were removed from its class."
+        : "#" + gone.name + " was deleted."
+    );
   }
   renderChannels();
 }
@@ -203,10 +222,17 @@ async function deleteMessage(messageId) {
   }
 }
 
-view.setDeletePolicy(
-  (authorId) => !!state.me && (state.me.role === "admin" || authorId === state.me.id),
-  deleteMessage
-);
+// The rule of plp/chat/moderation.py: the author, an admin, or a class teacher of the
+// channel's class (whose account is a teacher's or an admin's). The server checks it again.
+function mayDelete(authorId) {
+  const me = state.me || pageUser;
+  if (!me) return false;
+  if (me.role === "admin" || authorId === me.id) return true;
+  const channel = channelById(state.current);
+  return !!channel && me.role === "teacher" && groups.teaches(channel.classId);
+}
+
+view.setDeletePolicy(mayDelete, deleteMessage);
 
 // ---------------------------------------------------------------- composer
 function canPost() {
@@ -385,8 +411,11 @@ function handleFrame(frame) {
       removeMessage(frame.channel, frame.message);
       break;
     case "channel_deleted":
+      forgetChannel(frame.channel, false);
+      break;
     case "channel_removed":
-      forgetChannel(frame.channel);
+      forgetChannel(frame.channel, true);
+      loadChannels(); // what is left, and the classes (and so the teaching) as they are now
       break;
     case "error":
       if (!(frame.ref && messages.failPending(frame.ref, "not sent: " + frame.message))) {
@@ -420,7 +449,7 @@ channelAdmin.setUp(
     await loadChannels();
     selectChannel(channel.id);
   },
-  forgetChannel
+  (id) => forgetChannel(id, false)
 );
 
 // ---------------------------------------------------------------- start

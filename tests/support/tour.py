@@ -1,10 +1,11 @@
 """A tour of every page for every role in real Chromium, for the layout and axe tests.
 
 `set_up` makes a teacher and an admin with the command line and a student through the
-register page, then gives the student and teacher a 300-character unbroken display name
-straight in the database (longer than the form allows: a name imported or made before the
-limit must not break a page either). `tour` signs in as each role and yields every page it
-can reach.
+register page; the teacher makes a class on /classes with the student on its roster and a
+channel; then the student and teacher get a 300-character unbroken display name and the
+class a 300-character unbroken name straight in the database (longer than the forms allow: a
+name imported or made before the limit must not break a page either). `tour` signs in as
+each role and yields every page it can reach.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ VIEWPORTS = {"wide": {"width": 1280, "height": 800}, "phone": {"width": 390, "he
 LONG_NAME = "W" * 300
 # An agent no rule knows: the sessions page shows it raw, 300 characters with no space.
 LONG_AGENT = "UnknownBrowser/" + "x" * 285
+LONG_CLASS = "C" * 300
 ROLES = ("signed-out", "student", "teacher", "admin")
 SCREENSHOTS = ROOT / "test-screenshots"
 
@@ -53,8 +55,28 @@ def set_up(server: LiveServer, browser: Any) -> None:
     page.click("button[type=submit]")
     page.wait_for_url(server.url + "/dashboard")
     context.close()
+    make_class(server, browser)
     with sqlite3.connect(Path(server.data_dir) / "plp.sqlite3") as db:
         db.execute("UPDATE users SET display_name = ? WHERE role != 'admin'", (LONG_NAME,))
+        db.execute("UPDATE classes SET name = ?", (LONG_CLASS,))
+
+
+def make_class(server: LiveServer, browser: Any) -> None:
+    """Class 1, by the teacher on /classes: the student on its roster, one channel."""
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, server.url, "teach")
+    page.goto(server.url + "/classes")
+    page.fill("#create-name", "5A")
+    page.click("button:text-is('Create class')")
+    page.wait_for_url(server.url + "/classes/1")
+    page.fill("#member-username", "kid")
+    page.click("button:text-is('Add to class')")
+    page.wait_for_selector("#roster tr[data-user='kid']")
+    page.fill("#channel-name", "maths")
+    page.click("button:text-is('Create channel')")
+    page.wait_for_selector("#class-channels li")
+    context.close()
 
 
 def sign_in(page: Any, url: str, username: str) -> None:
@@ -84,10 +106,17 @@ def pages_for(role: str) -> list[tuple[str, str]]:
         ("chat", "/chat"),
         ("sessions", "/sessions"),
         ("account", "/account"),
+        ("classes", "/classes"),
         ("admin" if role == "admin" else "403", "/admin"),
     ]
     if role == "admin":
         pages.append(("disable-confirm", "/admin/users/1/disable"))
+    if role in ("student", "teacher"):
+        pages.append(("class", "/classes/1"))  # the student's view, or the teacher's
+    if role == "student":
+        pages.append(("leave-confirm", "/classes/1/leave"))
+    if role == "teacher":
+        pages.append(("delete-confirm", "/classes/1/delete"))
     return pages
 
 
