@@ -43,15 +43,17 @@ class PlpApplication(tornado.web.Application):
 
 def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
     """The Tornado application for a context; route lists are joined in order."""
-    from .handlers import admin_pages, api, auth, channels, chat, pages
+    from .handlers import admin_pages, api, auth, channels, chat, mfa_pages, pages, totp
 
     settings = ctx.settings
     handlers: list = [
         *auth.routes,
+        *totp.routes,
         *api.routes,
         *channels.routes,
         *chat.routes,
         *pages.routes,
+        *mfa_pages.routes,
         *admin_pages.routes,
         *api.fallback_routes,
     ]

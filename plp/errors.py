@@ -52,3 +52,16 @@ class RateLimited(DomainError):
 
 class ReauthRequired(DomainError):
     """A sensitive action needs a sign-in within `reauth-window` (SPEC §14); 401."""
+
+
+class InvalidCode(InvalidInput):
+    """A one-time code (authenticator, recovery) that is wrong, used or expired; 400."""
+
+
+class SignInExpired(DomainError):
+    """A half-done sign-in (SPEC §14, `plp_mfa`) that is missing, expired, used or ended by
+    too many wrong codes: the password must be given again; 401."""
+
+
+class MfaEnrollmentRequired(DomainError):
+    """The user's role is in `require-mfa` and they have no second factor yet; 403."""

@@ -17,11 +17,14 @@ from ..errors import (
     AccountDisabled,
     Conflict,
     Forbidden,
+    InvalidCode,
     InvalidCredentials,
     InvalidInput,
+    MfaEnrollmentRequired,
     NotFound,
     RateLimited,
     ReauthRequired,
+    SignInExpired,
 )
 from ..sessions.base import SessionStoreUnavailable
 from ..storage import base as storage
@@ -72,8 +75,11 @@ class Answer(NamedTuple):
 # A storage or session error's own message names its cause for the log, not for the client.
 ERRORS: dict[type[Exception], Answer] = {
     InvalidInput: Answer(400, "bad_request"),
+    InvalidCode: Answer(400, "invalid_code"),
     InvalidCredentials: Answer(401, "invalid_credentials"),
     ReauthRequired: Answer(401, "reauth_required"),
+    SignInExpired: Answer(401, "not_authenticated"),
+    MfaEnrollmentRequired: Answer(403, "mfa_enrollment_required"),
     AccountDisabled: Answer(403, "account_disabled"),
     Forbidden: Answer(403, "forbidden"),
     NotFound: Answer(404, "not_found"),

@@ -72,6 +72,20 @@ OLD_SQLITE_SCRIPTS = (
     CREATE UNIQUE INDEX audit_by_tally_key ON audit (tally_key);
     CREATE INDEX audit_by_at ON audit (at);
     """,
+    """
+    CREATE TABLE totp (
+        user_id    INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        secret     TEXT NOT NULL,
+        active     INTEGER NOT NULL DEFAULT 0,
+        last_step  INTEGER,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE recovery_codes (
+        user_id   INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        code_hash TEXT NOT NULL,
+        PRIMARY KEY (user_id, code_hash)
+    );
+    """,
 )
 
 OLD_POSTGRES_SCRIPTS = (
@@ -117,6 +131,20 @@ OLD_POSTGRES_SCRIPTS = (
     ALTER TABLE audit ADD COLUMN tally_count BIGINT;
     CREATE UNIQUE INDEX audit_by_tally_key ON audit (tally_key);
     CREATE INDEX audit_by_at ON audit (at);
+    """,
+    """
+    CREATE TABLE totp (
+        user_id    BIGINT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        secret     TEXT NOT NULL,
+        active     BOOLEAN NOT NULL DEFAULT FALSE,
+        last_step  BIGINT,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE recovery_codes (
+        user_id   BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        code_hash TEXT NOT NULL,
+        PRIMARY KEY (user_id, code_hash)
+    );
     """,
 )
 # The schema version those scripts reach: the one the earlier code wrote.
@@ -354,8 +382,9 @@ async def test_current_database_opens_unchanged(old):
 
 
 @pytest.mark.gen_test
-async def test_schema_1_database_upgrades_keeping_its_rows(old):
-    old.build(1)
+@pytest.mark.parametrize("version", [1, 2])
+async def test_earlier_database_upgrades_keeping_its_rows(old, version):
+    old.build(version)
     database = await _migrated(old)
     try:
         assert await database.list_users() == [TESS, KID]
