@@ -42,7 +42,7 @@ TOO_MANY = "Too many wrong codes: sign in again with your password."
 # While enrolment is required, these stay open: signing in and out, the XSRF token, reauth,
 # the user's own record, and enrolling (TOTP here; passkeys by the other module's paths).
 OPEN_API = re.compile(r"/api/(auth/.+|users/me|users/me/(totp|passkeys)(/.*)?|openapi\.json)")
-OPEN_PAGES = re.compile(r"/(account(/.*)?|logout|login)")
+OPEN_PAGES = re.compile(r"/(account(/.*)?|logout|login(/mfa)?)")
 
 
 async def password_sign_in(

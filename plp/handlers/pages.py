@@ -45,6 +45,8 @@ class PageHandler(BaseHandler):
     async def load_totp_status(self) -> None:
         """Read the authenticator's state for a render of account.html."""
         self.totp_status = await totp.status(self.ctx, self.user.id)
+        # require-mfa holds this user here until a second factor is added: say why.
+        self.totp_status["required"] = mfa.must_enrol(self.ctx, self.user)
 
     def form(self, name: str) -> str:
         """A form field as text ('' when absent)."""

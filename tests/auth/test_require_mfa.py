@@ -62,7 +62,8 @@ async def test_pages_redirect_to_account_until_enrolment(make_client, make_user)
     for path in GATED_PAGES:
         r = await admin.fetch(path)
         assert r.code == 302 and r.headers["Location"] == "/account", path
-    assert (await admin.fetch("/account")).code == 200
+    r = await admin.fetch("/account")
+    assert r.code == 200 and 'id="mfa-required"' in r.body.decode()
     assert (await admin.fetch("/static/style.css")).code == 200
     xsrf = await admin.form_xsrf("/account")
     r = await admin.fetch(
