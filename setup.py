@@ -16,6 +16,8 @@ setup(
         "webauthn>=2.2,<4",
         "pyotp>=2.9",
         "segno>=1.6",
+        # AES-GCM sealing of TOTP secrets (plp/auth/secretbox.py); webauthn needs it too.
+        "cryptography>=42",
     ],
     extras_require={
         "redis": ["redis>=5"],

@@ -52,19 +52,23 @@ def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
         chat_page,
         class_pages,
         classes,
+        mfa_pages,
         pages,
         reset,
         reset_pages,
+        totp,
     )
 
     settings = ctx.settings
     handlers: list = [
         *auth.routes,
+        *totp.routes,
         *api.routes,
         *channels.routes,
         *classes.routes,
         *chat.routes,
         *pages.routes,
+        *mfa_pages.routes,
         *admin_pages.routes,
         *reset.routes,
         *reset_pages.routes,

@@ -66,16 +66,38 @@ def find_risks(settings: Settings) -> list[str]:
     return risks
 
 
+def find_advice(settings: Settings) -> list[str]:
+    """Weaker spots of a production setup (SPEC §14): warnings, never errors."""
+    advice: list[str] = []
+    if not settings.production:
+        return advice
+    if "admin" not in settings.require_mfa:
+        advice.append(
+            "require-mfa does not list admin: an admin account is one stolen password away "
+            "from every account (set --require-mfa admin,teacher)"
+        )
+    if not settings.rp_id:
+        advice.append(
+            "rp-id is not set: passkeys take the request's host name, which a proxy may "
+            "rewrite (set --rp-id to the site's host name)"
+        )
+    return advice
+
+
 def run_checks(settings: Settings) -> int:
-    """Print each risk as ERROR (production) or WARNING; exit 1 if any is an error."""
+    """Print each risk as ERROR (production) or WARNING, then the advice as WARNING; exit 1
+    if any is an error."""
     risks = find_risks(settings)
     level = "ERROR" if settings.production else "WARNING"
     for risk in risks:
         print(f"{level}: {risk}")
-    if not risks:
+    advice = find_advice(settings)
+    for line in advice:
+        print(f"WARNING: {line}")
+    if not risks and not advice:
         print(f"OK: no risky settings found ({settings.env})")
     sys.stdout.flush()
     return 1 if risks and settings.production else 0
 
 
-__all__ = ["find_risks", "run_checks"]
+__all__ = ["find_advice", "find_risks", "run_checks"]

@@ -26,11 +26,6 @@ class InvalidCredentials(DomainError):
     """The username and password do not match an account (the same for an unknown name)."""
 
 
-class InvalidCode(DomainError):
-    """A reset code that does not open this account: unknown user, wrong, expired, used or
-    voided code all look the same (SPEC §13)."""
-
-
 class AccountDisabled(DomainError):
     """The credentials are right, but an admin has disabled the account."""
 
@@ -57,3 +52,18 @@ class RateLimited(DomainError):
 
 class ReauthRequired(DomainError):
     """A sensitive action needs a sign-in within `reauth-window` (SPEC §14); 401."""
+
+
+class InvalidCode(InvalidInput):
+    """A one-time code that does not open this account; 400 `invalid_code`. For reset codes
+    (SPEC §13) an unknown user and a wrong, expired, used or voided code all look the same;
+    for authenticator and recovery codes (§14) `fields` names the field."""
+
+
+class SignInExpired(DomainError):
+    """A half-done sign-in (SPEC §14, `plp_mfa`) that is missing, expired, used or ended by
+    too many wrong codes: the password must be given again; 401."""
+
+
+class MfaEnrollmentRequired(DomainError):
+    """The user's role is in `require-mfa` and they have no second factor yet; 403."""

@@ -45,7 +45,8 @@ def data_dir(tmp_path) -> Path:
     return data
 
 
-PROD = {"PLP_ENV": "production"}
+# Production with strong sign-in for admins and a fixed RP ID: the §14 advice is silent.
+PROD = {"PLP_ENV": "production", "PLP_REQUIRE_MFA": "admin,teacher", "PLP_RP_ID": "example.org"}
 SAFE_PROD = ("--trust-proxy",)
 
 # (name, extra args, extra env, secret, text expected in the line)
@@ -154,6 +155,19 @@ def test_a_clean_production_setup_passes(tmp_path, data_dir):
     assert code == 0, out
     assert out == "OK: no risky settings found (production)\n"
     assert err == ""
+
+
+def test_production_advises_require_mfa_for_admins_and_an_rp_id(tmp_path, data_dir):
+    env = {**PROD, "PLP_REQUIRE_MFA": "teacher", "PLP_RP_ID": ""}
+    code, out, err = run_check(tmp_path, *SAFE_PROD, env=env)
+    # Advice, not errors: production still passes, but both are named.
+    assert code == 0, (out, err)
+    lines = out.splitlines()
+    assert len(lines) == 2 and all(line.startswith("WARNING: ") for line in lines), out
+    assert "require-mfa does not list admin" in lines[0]
+    assert "rp-id is not set" in lines[1]
+    code, out, _ = run_check(tmp_path, env={"PLP_REQUIRE_MFA": "", "PLP_RP_ID": ""})
+    assert "require-mfa" not in out and "rp-id" not in out  # development: no advice
 
 
 def test_bad_flags_exit_2_without_traceback(tmp_path, data_dir):

@@ -43,11 +43,14 @@ def ensure_recent(ctx: Context, session: Session | None) -> None:
         raise ReauthRequired(REAUTH_MESSAGE)
 
 
-async def check_password(ctx: Context, user: User, password: object, *, ip: str) -> None:
+async def check_password(
+    ctx: Context, user: User, password: object, *, ip: str, clear_backoff: bool = True
+) -> None:
     """The user's password again, under the login limits; InvalidInput when wrong.
 
     Throttled like a login (429 while the account or address is blocked, without a check);
-    a wrong password counts as a failed login and is audited `reauth_failed`.
+    a wrong password counts as a failed login and is audited `reauth_failed`. With
+    `clear_backoff=False` a right one leaves the failure count for the second factor.
     """
     if not isinstance(password, str) or not password:
         raise InvalidInput("Your password is required.", {"password": "Enter your password."})
@@ -69,7 +72,8 @@ async def check_password(ctx: Context, user: User, password: object, *, ip: str)
             "reauth_failed", user_id=user.id, username=user.username, ip=ip, method="password"
         )
         raise InvalidInput(WRONG_PASSWORD, {"password": WRONG_PASSWORD})
-    await ctx.throttle.login_succeeded(user.username)
+    if clear_backoff:
+        await ctx.throttle.login_succeeded(user.username)
 
 
 async def renewed(ctx: Context, user: User, session: Session, *, ip: str, method: str) -> None:

@@ -66,12 +66,15 @@ async def register_and_sign_in(
     return user, token
 
 
-async def authenticate(ctx: Context, *, username: object, password: object, ip: str) -> User:
+async def authenticate(
+    ctx: Context, *, username: object, password: object, ip: str, clear_backoff: bool = True
+) -> User:
     """Check a username and password under the abuse limits; the user, or a domain error.
 
     Unknown usernames and wrong passwords give the same 401 after the same bcrypt work.
     A blocked account or address gets 429 without any password check, and that attempt
-    does not extend the block.
+    does not extend the block. `clear_backoff=False` leaves the account's failure count as
+    it is, for a sign-in that is complete only after a second factor (plp/auth/mfa.py).
     """
     if not isinstance(username, str) or not isinstance(password, str):
         raise InvalidInput(
@@ -103,7 +106,8 @@ async def authenticate(ctx: Context, *, username: object, password: object, ip: 
     if user.disabled:
         await ctx.audit.record("login_failed", user_id=user.id, username=name, ip=ip, disabled=True)
         raise AccountDisabled("This account has been disabled.")
-    await ctx.throttle.login_succeeded(name)
+    if clear_backoff:
+        await ctx.throttle.login_succeeded(name)
     if ctx.hasher.needs_rehash(found[1]):
         await rehash_password(ctx, user, password, found[1])
     return user

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ..auth import recent, service
+from ..auth import mfa, service
 from ..auth.decorators import authenticated
 from .base import ApiHandler
+from .mfa_cookie import set_mfa_cookie
 
 CLEAR_SITE_DATA = '"cookies", "storage"'
 
@@ -35,13 +36,18 @@ class RegisterHandler(ApiHandler):
 
 
 class LoginHandler(ApiHandler):
-    """POST /api/auth/login: a new session for valid credentials."""
+    """POST /api/auth/login: a new session for valid credentials, or for a user with an
+    authenticator app the first half of the sign-in (`plp_mfa`, finished at login/mfa)."""
 
     async def post(self) -> None:
         data = self.get_json_body()
-        user = await service.authenticate(
+        user, pending = await mfa.password_sign_in(
             self.ctx, username=data.get("username"), password=data.get("password"), ip=self.ip
         )
+        if pending is not None:
+            set_mfa_cookie(self, pending)
+            self.write_json({"mfaRequired": True, "methods": mfa.METHODS})
+            return
         token = await service.start_session(
             self.ctx, user, ip=self.ip, user_agent=self.user_agent, previous=self.session
         )
@@ -75,13 +81,19 @@ class LogoutAllHandler(ApiHandler):
 
 
 class ReauthHandler(ApiHandler):
-    """POST /api/auth/reauth {password}: renew this session's sign-in time, same token."""
+    """POST /api/auth/reauth {password, code?}: renew this session's sign-in time, same
+    token; the code is needed when the authenticator app is on."""
 
     @authenticated
     async def post(self) -> None:
         data = self.get_json_body()
-        await recent.reauth_with_password(
-            self.ctx, self.user, self.session, password=data.get("password"), ip=self.ip
+        await mfa.reauth(
+            self.ctx,
+            self.user,
+            self.session,
+            password=data.get("password"),
+            code=data.get("code"),
+            ip=self.ip,
         )
         self.write_json({"ok": True})
 

@@ -14,6 +14,8 @@ from tornado.escape import utf8
 from tornado.httputil import parse_cookie
 from tornado.web import HTTPError
 
+from ..auth import mfa
+from ..errors import MfaEnrollmentRequired
 from ..security import client_ip, origin_allowed, write_security_headers
 from ..sessions.base import Session, SessionStoreUnavailable, end_reason
 from ..storage.base import StorageUnavailable, UnstorableValue, User
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_JSON_BODY = 64 * 1024
+ENROL_FIRST = "Your account must have a passkey or an authenticator app: add one on /account first."
 
 # Error pages are read by children: plain words instead of protocol jargon.
 PAGE_MESSAGES = {
@@ -73,6 +76,18 @@ class BaseHandler(tornado.web.RequestHandler):
 
     async def prepare(self) -> None:
         await self.load_session()
+        if mfa.must_enrol(self.ctx, self.user) and not self.open_before_enrolment():
+            await self.require_enrolment()
+
+    def open_before_enrolment(self) -> bool:
+        """Whether this page stays open to a user who must still add a second factor."""
+        return mfa.OPEN_PAGES.fullmatch(self.request.path) is not None
+
+    async def require_enrolment(self) -> None:
+        """`require-mfa` (SPEC §14): a user of a listed role with no second factor is sent
+        to /account to add one (the API answers 403, see ApiHandler)."""
+        if not await mfa.has_second_factor(self.ctx, self.user):
+            self.redirect("/account")
 
     async def load_session(self) -> None:
         """Set current_user and session from the signed cookie; invalid cookies are cleared."""
@@ -294,6 +309,13 @@ class ApiHandler(BaseHandler):
     async def prepare(self) -> None:
         check_body_size(self)  # every endpoint, whether or not it reads the body
         await super().prepare()
+
+    def open_before_enrolment(self) -> bool:
+        return mfa.OPEN_API.fullmatch(self.request.path) is not None
+
+    async def require_enrolment(self) -> None:
+        if not await mfa.has_second_factor(self.ctx, self.user):
+            raise MfaEnrollmentRequired(ENROL_FIRST)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         code, message, fields = self.error_info(status_code, kwargs)

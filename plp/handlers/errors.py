@@ -20,9 +20,11 @@ from ..errors import (
     InvalidCode,
     InvalidCredentials,
     InvalidInput,
+    MfaEnrollmentRequired,
     NotFound,
     RateLimited,
     ReauthRequired,
+    SignInExpired,
 )
 from ..sessions.base import SessionStoreUnavailable
 from ..storage import base as storage
@@ -76,6 +78,8 @@ ERRORS: dict[type[Exception], Answer] = {
     InvalidCredentials: Answer(401, "invalid_credentials"),
     ReauthRequired: Answer(401, "reauth_required"),
     InvalidCode: Answer(400, "invalid_code"),
+    SignInExpired: Answer(401, "not_authenticated"),
+    MfaEnrollmentRequired: Answer(403, "mfa_enrollment_required"),
     AccountDisabled: Answer(403, "account_disabled"),
     Forbidden: Answer(403, "forbidden"),
     NotFound: Answer(404, "not_found"),

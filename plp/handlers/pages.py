@@ -11,7 +11,7 @@ from typing import Any
 import tornado.web
 from tornado.web import HTTPError
 
-from ..auth import accounts, recent, service
+from ..auth import accounts, mfa, service, totp
 from ..auth.decorators import authenticated
 from ..classes.visibility import visible_channels
 from ..errors import DomainError, InvalidInput, NotFound
@@ -21,6 +21,8 @@ from .auth import CLEAR_SITE_DATA
 from .base import BaseHandler, check_body_size
 from .display import audit_detail, field_attrs
 from .errors import ApiError, http_error
+from .mfa_cookie import set_mfa_cookie
+from .reauth_page import confirm_recent
 
 
 class PageHandler(BaseHandler):
@@ -31,10 +33,21 @@ class PageHandler(BaseHandler):
             check_body_size(self)
         await super().prepare()
 
+    # What /account shows of the authenticator app (totp.status); set before rendering it.
+    totp_status: dict[str, Any] | None = None
+
     def get_template_namespace(self) -> dict[str, Any]:
         namespace = super().get_template_namespace()
-        namespace.update(field_attrs=field_attrs, audit_detail=audit_detail)
+        namespace.update(
+            field_attrs=field_attrs, audit_detail=audit_detail, totp_status=self.totp_status
+        )
         return namespace
+
+    async def load_totp_status(self) -> None:
+        """Read the authenticator's state for a render of account.html."""
+        self.totp_status = await totp.status(self.ctx, self.user.id)
+        # require-mfa holds this user here until a second factor is added: say why.
+        self.totp_status["required"] = mfa.must_enrol(self.ctx, self.user)
 
     def form(self, name: str) -> str:
         """A form field as text ('' when absent)."""
@@ -45,47 +58,10 @@ class PageHandler(BaseHandler):
         self.redirect(safe_next(self.get_argument("next", None)))
 
     async def confirm_recent(self, why: str, *, cancel: str) -> bool:
-        """For a sensitive form action (SPEC §14): True when the sign-in is recent, or the
-        form carries the password again and it is right (the action then carries on).
-
-        Otherwise this answers with the "Confirm it is you" page, which posts the same form
-        fields back to the same action with the password added, and returns False. A wrong
-        password shows that page again at 400 (429 when throttled), never ending the session.
-        """
-        if recent.is_recent(self.ctx, self.session):
-            return True
-        password = self.form("reauth_password")
-        fields: dict[str, str] = {}
-        error = None
-        if password:
-            try:
-                await recent.reauth_with_password(
-                    self.ctx, self.user, self.session, password=password, ip=self.ip
-                )
-                return True
-            except DomainError as exc:
-                answer = http_error(exc)
-                self.set_status(answer.status_code)
-                for name, value in answer.headers.items():
-                    self.set_header(name, value)
-                fields, error = answer.fields or {}, answer.message
-                fields = {"reauth_password": fields.get("password", answer.message)}
-        replay = [
-            (name, self.form(name))
-            for name in self.request.body_arguments
-            if name not in ("_xsrf", "reauth_password", "reauth_code")
-        ]
-        self.render_page(
-            "reauth.html",
-            why=why,
-            action=self.request.uri,
-            replay=replay,
-            cancel=cancel,
-            needs_code=False,
-            error=error,
-            fields=fields,
-        )
-        return False
+        """For a sensitive form action (SPEC §14): True when the sign-in is recent or the
+        form proves it again; otherwise the "Confirm it is you" page is the answer (see
+        reauth_page.py) and this returns False."""
+        return await confirm_recent(self, why, cancel=cancel)
 
     def render_error_form(self, template: str, exc: DomainError, **values: Any) -> None:
         """The form again, with the service's refusal, under the status `ERRORS` gives it."""
@@ -134,11 +110,18 @@ class LoginPage(PageHandler):
     async def post(self) -> None:
         username = self.form("username")
         try:
-            user = await service.authenticate(
+            user, pending = await mfa.password_sign_in(
                 self.ctx, username=username, password=self.form("password"), ip=self.ip
             )
         except DomainError as exc:
             self.render_error_form("login.html", exc, username=username, next=self.next_value())
+            return
+        if pending is not None:
+            # The second step: the code form, which posts to /login/mfa (mfa_pages.py).
+            set_mfa_cookie(self, pending)
+            self.render_page(
+                "login_mfa.html", error=None, fields={}, next=self.next_value(), use="code"
+            )
             return
         token = await service.start_session(
             self.ctx, user, ip=self.ip, user_agent=self.user_agent, previous=self.session
@@ -253,7 +236,8 @@ class LogoutAllPage(PageHandler):
 
 class AccountPage(PageHandler):
     @authenticated
-    def get(self) -> None:
+    async def get(self) -> None:
+        await self.load_totp_status()
         self.render_page(
             "account.html",
             error=None,
@@ -281,6 +265,7 @@ class AccountPage(PageHandler):
                 user_agent=self.user_agent,
             )
         except DomainError as exc:
+            await self.load_totp_status()
             self.render_error_form(
                 "account.html", exc, notice="", form="password", display_name=self.user.display_name
             )
@@ -298,6 +283,7 @@ class DisplayNamePage(PageHandler):
         try:
             await accounts.change_display_name(self.ctx, self.user, raw)
         except DomainError as exc:
+            await self.load_totp_status()
             self.render_error_form("account.html", exc, notice="", form="name", display_name=raw)
             return
         self.redirect("/account?done=name")

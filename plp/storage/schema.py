@@ -108,6 +108,23 @@ SCRIPTS: tuple[str, ...] = (
     ALTER TABLE channels ADD COLUMN class_id $bigint REFERENCES classes(id) ON DELETE CASCADE;
     CREATE INDEX channels_by_class ON channels (class_id);
     """,
+    # 5: authenticator apps (SPEC §14): one sealed TOTP secret per user, pending until a code
+    # confirms it, the last time step accepted (a code is never taken twice), and the
+    # recovery codes as SHA-256 hashes, one row each so a use is one DELETE.
+    """
+    CREATE TABLE totp (
+        user_id    $bigint PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        secret     TEXT NOT NULL,
+        active     $bool NOT NULL DEFAULT $false,
+        last_step  $bigint,
+        created_at $bigint NOT NULL
+    );
+    CREATE TABLE recovery_codes (
+        user_id   $bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        code_hash TEXT NOT NULL,
+        PRIMARY KEY (user_id, code_hash)
+    );
+    """,
 )
 
 # The unique columns an insert can collide on, as "table.column", and the domain error each

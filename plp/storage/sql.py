@@ -46,6 +46,7 @@ from .rows import (
 from .schema import CHANNEL_NAME_KEY, USERNAME_KEY
 from .statements import SQLParts, Statements, reads, writes
 from .store import Store
+from .totp_sql import TotpSQL
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def pending(version: int) -> range:
     return range(version + 1, SCHEMA_VERSION + 1)
 
 
-class SQLDatabase(ClassSQL, ResetCodeSQL, SQLParts, Store):
+class SQLDatabase(ClassSQL, ResetCodeSQL, TotpSQL, SQLParts, Store):
     """`Database` on a SQL database; subclasses supply the connection and error rules."""
 
     async def _ensure_general(self, sql: Statements) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from .base import Database
 from .classes import ClassStore
 from .reset_codes import ResetCodeStore
+from .totp import TotpStore
 
 
-class Store(Database, ClassStore, ResetCodeStore):
+class Store(Database, ClassStore, ResetCodeStore, TotpStore):
     """The whole storage interface: the core `Database` and every feature's part."""

@@ -360,8 +360,9 @@ async def test_released_database_upgrades_keeping_its_rows(old):
 
 
 @pytest.mark.gen_test
-async def test_schema_1_database_upgrades_keeping_its_rows(old):
-    old.build(1)
+@pytest.mark.parametrize("version", [1, 2])
+async def test_earlier_database_upgrades_keeping_its_rows(old, version):
+    old.build(version)
     database = await _migrated(old)
     try:
         assert await database.list_users() == [TESS, KID]
