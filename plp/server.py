@@ -30,6 +30,7 @@ from .app import make_app
 from .config import ConfigError, Settings
 from .context import Context, make_context
 from .log import setup_logging
+from .runtime import settle_memory
 from .security import ssl_context
 from .sessions.base import SessionStoreUnavailable
 from .snapshot import restore_sessions, save_sessions, snapshot_path
@@ -320,6 +321,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     )
     await ctx.hasher.warm()
     app = make_app(ctx)
+    settle_memory()
     metrics_server = None
     if metrics_module is not None:
         metrics = metrics_module.Metrics(ctx)
