@@ -245,15 +245,18 @@ class Target:
 def start_plp(data_dir: Path, logs: Path, extra: list[str] | None = None) -> Server:
     """plp in production mode on a free port, pinned to the server core, ready."""
     port = free_port()
+    # PLP_BENCH_PLP: another checkout's plp to measure (before/after a change), same load.
+    root = Path(os.environ.get("PLP_BENCH_PLP") or ROOT)
     env = {
         **os.environ,
+        "PYTHONPATH": str(root),
         "PLP_ENV": "production",
         "SESSION_SECRET": SECRET,
         "PYTHONUNBUFFERED": "1",
     }
     argv = [
         sys.executable,
-        str(ROOT / "run.py"),
+        str(root / "run.py"),
         "serve",
         "--port",
         str(port),
