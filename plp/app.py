@@ -43,7 +43,7 @@ class PlpApplication(tornado.web.Application):
 
 def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
     """The Tornado application for a context; route lists are joined in order."""
-    from .handlers import admin_pages, api, auth, channels, chat, pages
+    from .handlers import admin_pages, api, auth, channels, chat, pages, static
 
     settings = ctx.settings
     handlers: list = [
@@ -58,7 +58,7 @@ def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
     app_settings: dict[str, Any] = dict(
         template_path=str(TEMPLATE_PATH),
         static_path=str(STATIC_PATH),
-        static_handler_class=pages.StaticHandler,
+        static_handler_class=static.StaticHandler,
         default_handler_class=pages.NotFoundHandler,
         xsrf_cookies=True,
         xsrf_cookie_kwargs=dict(httponly=False, samesite="Lax", secure=settings.production),
