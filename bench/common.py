@@ -242,11 +242,15 @@ class Target:
         return self.server.pid
 
 
-def start_plp(data_dir: Path, logs: Path, extra: list[str] | None = None) -> Server:
-    """plp in production mode on a free port, pinned to the server core, ready."""
+def start_plp(
+    data_dir: Path, logs: Path, extra: list[str] | None = None, root: Path | None = None
+) -> Server:
+    """plp in production mode on a free port, pinned to the server core, ready.
+
+    `root` (or PLP_BENCH_PLP) runs another checkout's plp under the same load: before/after.
+    """
     port = free_port()
-    # PLP_BENCH_PLP: another checkout's plp to measure (before/after a change), same load.
-    root = Path(os.environ.get("PLP_BENCH_PLP") or ROOT)
+    root = root or Path(os.environ.get("PLP_BENCH_PLP") or ROOT)
     env = {
         **os.environ,
         "PYTHONPATH": str(root),

@@ -1,9 +1,11 @@
 """The shared chat heartbeat (plp/chat/heartbeat.py): pings every 25 s, silence limit 60 s.
 
-The schedule is checked as numbers (`timing`); the behaviour with real WebSocket clients on
-the served app at fast settings: a peer that answers pings stays open through many visits,
-a closed socket leaves the heartbeat and its timer stops, and a socket whose visit fails
-does not stop the visits of the others.
+The schedule is checked as numbers (`visit_period`, `verdict`): a dead peer is pinged and
+dropped soon after 60 s, a peer that answers never is, and a loop too busy to ping on time
+does not cost a live peer its socket. With real WebSocket clients on the served app at
+fast settings: a peer that answers pings stays open through many of them, a closed socket
+leaves the heartbeat and its timer stops, and a socket whose visit fails does not stop the
+visits of the others.
 """
 
 from __future__ import annotations
@@ -12,26 +14,74 @@ import pytest
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from plp.chat.heartbeat import MIN_TICK, SLOTS, Heartbeat, timing
+from plp.chat.heartbeat import MIN_TICK, SLOTS, Heartbeat, verdict, visit_period
 from plp.handlers.chat import heartbeat
 from tests.support import wait_until
 from tests.support.ws import Peer, ws_url
 
 
-def test_timing_of_the_contract():
-    period, beats = timing(25, 60)
-    # A visit every 12.5 s: a silent peer is dropped at most 12.5 s after its 60 s, and a
-    # ping goes every second visit, 25 s apart.
-    assert (period, beats) == (12.5, 2)
-    assert period <= 60 / 4 and period * beats == 25
+def test_visit_period_of_the_contract():
+    # A visit every 12.5 s: a ping every second visit, 25 s apart; 4.8 visits per 60 s.
+    assert visit_period(25, 60) == 12.5
+    assert visit_period(0, 60) == 15  # no pings: silence still checked
+    assert visit_period(0.05, 0.4) == SLOTS * MIN_TICK  # test speeds: the smallest round
 
 
-def test_timing_without_pings_and_at_test_speeds():
-    period, beats = timing(0, 60)
-    assert beats == 0 and period == 15  # silence still checked, no pings
-    period, beats = timing(0.05, 0.4)
-    assert (period, beats) == (SLOTS * MIN_TICK, 1)  # the smallest round; a ping each visit
-    assert period <= 0.4 / 2
+def _simulate(visits, heard_at, interval=25.0, silence=60.0):
+    """Run `verdict` over visit times for a socket opened at 0; (pings, drop time or None).
+    `heard_at(t)` is when the peer was last heard at time t."""
+    pinged, asked, pings = 0.0, 0.0, []
+    for now in visits:
+        action, pinged, asked = verdict(now, heard_at(now), pinged, asked, interval, silence)
+        if action == "drop":
+            return pings, now
+        if action == "ping":
+            pings.append(now)
+    return pings, None
+
+
+def test_a_dead_peer_is_pinged_every_25_s_and_dropped_soon_after_60_s():
+    visits = [5 + 12.5 * i for i in range(20)]
+    pings, dropped = _simulate(visits, heard_at=lambda now: 0.0)
+    assert pings[:2] == [30.0, 55.0] and all(
+        b - a == 25 for a, b in zip(pings, pings[1:], strict=False)
+    )
+    assert dropped is not None and 60 < dropped <= 60 + 2 * 12.5
+
+
+def test_a_peer_that_answers_is_never_dropped():
+    # It answers each ping at once: heard = the last ping at or before now.
+    visits = [5 + 12.5 * i for i in range(40)]
+    pings: list[float] = []
+
+    def heard(now: float) -> float:
+        return max([p for p in pings if p <= now] or [0.0])
+
+    pinged, asked = 0.0, 0.0
+    for now in visits:
+        action, pinged, asked = verdict(now, heard(now), pinged, asked, 25.0, 60.0)
+        assert action != "drop"
+        if action == "ping":
+            pings.append(now)
+    assert len(pings) >= 18
+
+
+def test_a_loop_too_busy_to_ping_does_not_drop_a_live_peer():
+    # The first visit comes 90 s after the socket opened (the loop was swamped): the peer is
+    # "silent" only because nobody asked. It is pinged, and has time to answer.
+    action, pinged, asked = verdict(90.0, 0.0, 0.0, 0.0, 25.0, 60.0)
+    assert action == "ping" and asked == 90.0
+    action, pinged, asked = verdict(91.0, 0.0, pinged, asked, 25.0, 60.0)
+    assert action == "wait"
+    action, _, asked = verdict(92.0, 91.5, pinged, asked, 25.0, 60.0)  # the pong came
+    assert action == "wait" and asked == 0.0
+    # Had it not answered within 35 s (60 - 25) of that ping, it would go.
+    assert verdict(126.0, 0.0, 90.0, 90.0, 25.0, 60.0)[0] == "drop"
+
+
+def test_without_pings_silence_alone_drops():
+    assert verdict(61.0, 0.0, 0.0, 0.0, 0.0, 60.0)[0] == "drop"
+    assert verdict(59.0, 0.0, 0.0, 0.0, 0.0, 60.0)[0] == "wait"
 
 
 async def _open(base_url: str, cookie: str) -> Peer:
@@ -51,8 +101,14 @@ async def test_a_peer_answering_pings_stays_open(
     beat = heartbeat(app)
     assert len(beat) == 1
     (slot,) = [s for s in beat._slots if s]
-    # Ten visits span more than twice the silence limit: only the pongs keep it open.
-    await wait_until(lambda: next(iter(slot.values()), 0) >= 10, what="ten heartbeat visits")
+    # Pings went out at least 8 times (more than 3 silence limits): only the pongs keep it.
+    seen: set[float] = set()
+
+    def pinged_often() -> bool:
+        seen.update(pinged for pinged, _ in slot.values())
+        return len(seen) >= 8
+
+    await wait_until(pinged_often, what="eight heartbeat pings")
     assert ctx.hub.count() == 1
     await peer.roundtrip()  # the socket still answers
     peer.close()
