@@ -1,4 +1,5 @@
-"""Chat figures for bench/run.py: fan-out, send→delivery latency, idle sockets.
+"""Chat figures for bench/run.py: fan-out, send→delivery latency, idle sockets, connects,
+for plp and (same load, alternated) the Express peer.
 
 Load comes from `bench/wsload.py` worker processes pinned to the load core; this module
 starts them, sends their commands and reads their JSON answers.
@@ -13,15 +14,18 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import express_peer
 from bench.common import (
     BENCH,
     LOAD_CORE,
     ROOT,
     Config,
     Results,
+    Target,
     cpu_seconds,
     login,
     pinned,
@@ -47,6 +51,7 @@ class Worker:
             cwd=str(ROOT),
         )
         self.sockets = int(config["sockets"])
+        self.opening = 0.0  # seconds the worker took to open its sockets
 
     def send(self, **cmd: Any) -> None:
         assert self.proc.stdin is not None
@@ -80,6 +85,7 @@ def start_workers(
     channel: int | None,
     per_worker: int = 2500,
     timing: bool = False,
+    proto: str = "plp",
 ) -> list[Worker]:
     """Workers holding `sockets` connections in all, each ready (hello, joined)."""
     count = max(1, math.ceil(sockets / per_worker))
@@ -94,12 +100,14 @@ def start_workers(
             "sockets": share,
             "channel": channel,
             "timing": timing,
+            "proto": proto,
         }
         workers.append(Worker(config))
     for worker in workers:
         got = worker.read()
         if got.get("ready") != worker.sockets:
             raise RuntimeError(f"worker not ready: {got}")
+        worker.opening = float(got.get("seconds", 0.0))
     return workers
 
 
@@ -109,11 +117,11 @@ def stop_all(workers: list[Worker]) -> None:
 
 
 def fanout(
-    port: int, pid: int, cookies: list[str], subscribers: int, messages: int
+    port: int, pid: int, cookies: list[str], subscribers: int, messages: int, proto: str = "plp"
 ) -> tuple[float, float]:
     """(deliveries/s, server CPU µs per delivery) for one burst into one channel."""
-    sender = start_workers(port, cookies, 1, GENERAL)[0]
-    receivers = start_workers(port, cookies, subscribers - 1, GENERAL)
+    sender = start_workers(port, cookies, 1, GENERAL, proto=proto)[0]
+    receivers = start_workers(port, cookies, subscribers - 1, GENERAL, proto=proto)
     workers = [sender, *receivers]
     try:
         time.sleep(0.3)  # presence frames from the joins settle
@@ -156,11 +164,11 @@ def paced(
     return latencies
 
 
-def idle(port: int, pid: int, cookies: list[str], sockets: int) -> float:
+def idle(port: int, pid: int, cookies: list[str], sockets: int, proto: str = "plp") -> float:
     """Server RSS growth per authenticated idle socket (hello received, no channel), KiB."""
     time.sleep(0.5)
     before = rss_kib(pid)
-    workers = start_workers(port, cookies, sockets, None)
+    workers = start_workers(port, cookies, sockets, None, proto=proto)
     try:
         time.sleep(1.0)
         after = rss_kib(pid)
@@ -174,46 +182,99 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def connects(
+    port: int, pid: int, cookies: list[str], sockets: int, proto: str
+) -> tuple[float, float]:
+    """(WebSocket connects/s, server CPU µs per connect): open `sockets` authenticated
+    sockets 50 at a time (TCP, cookie check, handshake, greeting), then close them."""
+    cpu = cpu_seconds(pid)
+    worker = start_workers(port, cookies, sockets, None, per_worker=sockets, proto=proto)[0]
+    spent = cpu_seconds(pid) - cpu
+    stop_all([worker])
+    return sockets / worker.opening, spent / sockets * 1e6
+
+
 def socket_cookies(port: int) -> list[str]:
     xsrf = xsrf_token(port)
     return [login(port, f"sock{i}", xsrf) for i in range(SOCKET_USERS)]
 
 
-def run(cfg: Config, res: Results, data_dir: Path, tmp: Path, phases: set[str]) -> None:
-    """The chat phases, each against fresh servers where memory matters."""
+def plp_target(data_dir: Path, tmp: Path) -> tuple[Target, list[str]]:
+    server = start_plp(data_dir, tmp)
+    return Target("plp", server), socket_cookies(server.port)
+
+
+def express_target(peer: Path, tmp: Path) -> tuple[Target, list[str]]:
+    server = express_peer.start(peer, tmp)
+    cookies = [express_peer.register(server.port, f"sock{i}") for i in range(SOCKET_USERS)]
+    return Target("express", server, proto="express"), cookies
+
+
+def run(
+    cfg: Config, res: Results, data_dir: Path, tmp: Path, phases: set[str], peer: Path | None
+) -> None:
+    """The chat phases, each against fresh servers where memory matters; the Express peer
+    (when `peer` is ready) alternated with plp under the same load."""
+    makers: list[Callable[[], tuple[Target, list[str]]]] = [lambda: plp_target(data_dir, tmp)]
+    if peer is not None:
+        makers.append(lambda: express_target(peer, tmp))
     if "idle" in phases:
         for size in cfg.idle_sockets:
-            server = start_plp(data_dir, tmp)
-            try:
-                cookies = socket_cookies(server.port)
-                res.add(
-                    f"idle_{size}_kib_per_socket",
-                    idle(server.port, server.pid, cookies, size),
-                    "KiB",
-                )
-            finally:
-                server.stop()
-    if "chat" not in phases:
-        return
-    plp = start_plp(data_dir, tmp)
-    base = start_script("baseline_broadcast", tmp)
+            for make in makers:
+                target, cookies = make()
+                try:
+                    got = idle(target.port, target.pid, cookies, size, target.proto)
+                    res.add(f"{target.name}_idle_{size}_kib_per_socket", got, "KiB")
+                finally:
+                    target.server.stop()
+    if "connect" in phases:
+        run_connects(cfg, res, makers)
+    if "chat" in phases:
+        run_fanout(cfg, res, tmp, makers)
+
+
+def run_connects(
+    cfg: Config, res: Results, makers: list[Callable[[], tuple[Target, list[str]]]]
+) -> None:
+    made = [make() for make in makers]
     try:
-        cookies = socket_cookies(plp.port)
+        runs: dict[str, list[tuple[float, float]]] = {t.name: [] for t, _ in made}
+        for target, cookies in made:  # warm-up
+            connects(target.port, target.pid, cookies, 100, target.proto)
+        for _ in range(cfg.connect_runs):
+            for target, cookies in made:
+                got = connects(target.port, target.pid, cookies, cfg.connect_sockets, target.proto)
+                runs[target.name].append(got)
+        for name, got in runs.items():
+            res.add(f"{name}_connects_per_s", statistics.median(r[0] for r in got), "connects/s")
+            res.add(f"{name}_connect_cpu_us", statistics.median(r[1] for r in got), "us")
+    finally:
+        for target, _ in made:
+            target.server.stop()
+
+
+def run_fanout(
+    cfg: Config, res: Results, tmp: Path, makers: list[Callable[[], tuple[Target, list[str]]]]
+) -> None:
+    made = [make() for make in makers]
+    base = start_script("baseline_broadcast", tmp)
+    made.append((Target("baseline", base, proto="plp"), ["x=y"]))
+    try:
         size = cfg.fanout_subscribers
-        # Warm-up bursts, then alternate plp and the naive broadcast.
-        fanout(plp.port, plp.pid, cookies, size, 50)
-        fanout(base.port, base.pid, ["x=y"], size, 50)
-        plp_runs, base_runs = [], []
+        for target, cookies in made:  # warm-up bursts
+            fanout(target.port, target.pid, cookies, size, 50, target.proto)
+        runs: dict[str, list[tuple[float, float]]] = {t.name: [] for t, _ in made}
         for _ in range(cfg.fanout_runs):
-            plp_runs.append(fanout(plp.port, plp.pid, cookies, size, cfg.fanout_messages))
-            base_runs.append(fanout(base.port, base.pid, ["x=y"], size, cfg.fanout_messages))
-        dps = statistics.median(r[0] for r in plp_runs)
-        base_dps = statistics.median(r[0] for r in base_runs)
-        res.add("fanout_dps", dps, "deliveries/s")
-        res.add("fanout_cpu_us", statistics.median(r[1] for r in plp_runs), "us")
-        res.add("baseline_fanout_dps", base_dps, "deliveries/s")
-        res.add("baseline_fanout_cpu_us", statistics.median(r[1] for r in base_runs), "us")
-        res.add("fanout_ratio", dps / base_dps, "x")
+            for target, cookies in made:
+                got = fanout(
+                    target.port, target.pid, cookies, size, cfg.fanout_messages, target.proto
+                )
+                runs[target.name].append(got)
+        for name, got in runs.items():
+            prefix = "" if name == "plp" else f"{name}_"
+            res.add(f"{prefix}fanout_dps", statistics.median(r[0] for r in got), "deliveries/s")
+            res.add(f"{prefix}fanout_cpu_us", statistics.median(r[1] for r in got), "us")
+        plp, cookies = made[0]
         latencies = paced(plp.port, cookies, size, cfg.paced_rate, cfg.paced_seconds)
         res.add("paced_p50_ms", percentile(latencies, 0.50), "ms")
         res.add("paced_p99_ms", percentile(latencies, 0.99), "ms")
@@ -224,5 +285,5 @@ def run(cfg: Config, res: Results, data_dir: Path, tmp: Path, phases: set[str]) 
             res.add(f"fanout_{channel}_dps", got[0], "deliveries/s")
             res.add(f"fanout_{channel}_cpu_us", got[1], "us")
     finally:
-        plp.stop()
-        base.stop()
+        for target, _ in made:
+            target.server.stop()

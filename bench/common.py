@@ -50,7 +50,10 @@ class Config:
     fanout_runs: int = 3
     paced_rate: int = 4000
     paced_seconds: float = 8.0
-    idle_sockets: tuple[int, ...] = (2000, 10000)
+    idle_sockets: tuple[int, ...] = (2000, 19000)  # the hard fd limit here is 20,000
+    connect_sockets: int = 1000
+    connect_runs: int = 3
+    page_seconds: int = 4
     channel_sizes: tuple[int, ...] = (50, 200, 1000)
     store_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
 
@@ -64,6 +67,9 @@ class Config:
             self.fanout_runs = 1
             self.paced_seconds = 3.0
             self.idle_sockets = (2000,)
+            self.connect_sockets = 500
+            self.connect_runs = 1
+            self.page_seconds = 2
             self.channel_sizes = (50, 200)
             self.store_sizes = (10_000, 100_000)
 
@@ -217,18 +223,44 @@ def login(port: int, username: str, xsrf: str) -> str:
 # ----------------------------------------------------------------------------- servers
 
 
-def start_plp(data_dir: Path, logs: Path, extra: list[str] | None = None) -> Server:
-    """plp in production mode on a free port, pinned to the server core, ready."""
+@dataclass
+class Target:
+    """A server under test and what the load needs to talk to it: plp or the Express peer."""
+
+    name: str  # "plp" or "express"
+    server: Server
+    cookie: str = ""  # the `bench` user's session, as a `Cookie` header value
+    proto: str = "plp"  # wsload.py protocol
+    health: str = "/healthz"  # the no-session JSON route
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def pid(self) -> int:
+        return self.server.pid
+
+
+def start_plp(
+    data_dir: Path, logs: Path, extra: list[str] | None = None, root: Path | None = None
+) -> Server:
+    """plp in production mode on a free port, pinned to the server core, ready.
+
+    `root` (or PLP_BENCH_PLP) runs another checkout's plp under the same load: before/after.
+    """
     port = free_port()
+    root = root or Path(os.environ.get("PLP_BENCH_PLP") or ROOT)
     env = {
         **os.environ,
+        "PYTHONPATH": str(root),
         "PLP_ENV": "production",
         "SESSION_SECRET": SECRET,
         "PYTHONUNBUFFERED": "1",
     }
     argv = [
         sys.executable,
-        str(ROOT / "run.py"),
+        str(root / "run.py"),
         "serve",
         "--port",
         str(port),

@@ -13,20 +13,17 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 # Run as `python bench/run.py`: `bench` and `plp` are imported from this checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import chat_phases  # noqa: E402
+from bench import chat_phases, express_peer, http_phases  # noqa: E402
 from bench.common import (  # noqa: E402
     BCRYPT_ROUNDS,
     BENCH,
@@ -39,7 +36,7 @@ from bench.common import (  # noqa: E402
     Config,
     Results,
     Server,
-    cpu_seconds,
+    Target,
     login,
     pinned,
     rss_kib,
@@ -47,78 +44,6 @@ from bench.common import (  # noqa: E402
     start_script,
     xsrf_token,
 )
-
-# ----------------------------------------------------------------------------- wrk
-
-
-@dataclass
-class WrkResult:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    bad: int
-
-
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
-
-
-def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    if not match:
-        raise ValueError(text)
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def start_wrk(
-    port: int, path: str, script: str, seconds: int, connections: int, env: dict[str, str]
-) -> subprocess.Popen:
-    argv = pinned(LOAD_CORE) + [
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        "--timeout",
-        "30s",
-        "--latency",
-        "-s",
-        str(BENCH / script),
-        f"http://127.0.0.1:{port}{path}",
-    ]
-    return subprocess.Popen(
-        argv,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def finish_wrk(proc: subprocess.Popen) -> WrkResult:
-    out, _ = proc.communicate(timeout=120)
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    total = re.search(r"(\d+) requests in", out)
-    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
-    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    if not (rps and total and p50 and p99):
-        raise RuntimeError("could not read wrk output:\n" + out)
-    result = WrkResult(
-        float(rps.group(1)),
-        _ms(p50.group(1)),
-        _ms(p99.group(1)),
-        int(total.group(1)),
-        int(bad.group(1)) if bad else 0,
-    )
-    if errors:
-        print(f"# wrk socket errors: {errors.group(1)}", flush=True)
-    return result
-
-
-def wrk(port: int, path: str, script: str, seconds: int, connections: int, env: dict) -> WrkResult:
-    return finish_wrk(start_wrk(port, path, script, seconds, connections, env))
-
 
 # ----------------------------------------------------------------------------- setup
 
@@ -143,67 +68,6 @@ def prepare_database(data_dir: Path, extra_users: int) -> None:
 
 
 # ----------------------------------------------------------------------------- phases
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def phase_http(
-    cfg: Config, res: Results, plp: Server, base: Server, cookies: dict[int, str]
-) -> None:
-    """GET /api/users/me req/s and server CPU per request: plp and the bare handler,
-    alternated; medians of the runs."""
-    runs: dict[str, list[tuple[float, float]]] = {"plp": [], "base": []}
-    servers = {"plp": plp, "base": base}
-    for server in servers.values():  # warm-up
-        env = {"BENCH_COOKIE": cookies.get(server.port, "")}
-        wrk(server.port, "/api/users/me", "me.lua", 1, cfg.http_connections, env)
-    for _ in range(cfg.http_runs):
-        for name, server in servers.items():
-            env = {"BENCH_COOKIE": cookies.get(server.port, "")}
-            cpu = cpu_seconds(server.pid)
-            got = wrk(
-                server.port, "/api/users/me", "me.lua", cfg.http_seconds, cfg.http_connections, env
-            )
-            cpu = cpu_seconds(server.pid) - cpu
-            if got.bad:
-                raise RuntimeError(f"{name} answered {got.bad} non-2xx to /api/users/me")
-            runs[name].append((got.rps, cpu / got.requests * 1e6))
-    for name, label in (("plp", "me"), ("base", "baseline_json")):
-        res.add(f"{label}_rps", median([r[0] for r in runs[name]]), "req/s")
-        res.add(f"{label}_cpu_us", median([r[1] for r in runs[name]]), "us/req")
-    res.add("me_rps_ratio", res.values["me_rps"][0] / res.values["baseline_json_rps"][0], "x")
-
-
-def phase_login_p99(cfg: Config, res: Results, plp: Server, cookie: str) -> None:
-    """p99 of /api/users/me while 20 clients log in non-stop, and the login throughput."""
-    xsrf = xsrf_token(plp.port)
-    login_env = {
-        "BENCH_XSRF": xsrf,
-        "BENCH_PASSWORD": PASSWORD,
-        "BENCH_LOGIN_USERS": str(LOGIN_USERS),
-    }
-    p99s: list[float] = []
-    p50s: list[float] = []
-    logins: list[float] = []
-    for _ in range(cfg.p99_runs):
-        login_proc = start_wrk(
-            plp.port, "/api/auth/login", "login.lua", cfg.p99_seconds + 2, LOGIN_USERS, login_env
-        )
-        time.sleep(1.0)  # the login load is running before latency is measured
-        got = wrk(
-            plp.port, "/api/users/me", "me.lua", cfg.p99_seconds, 10, {"BENCH_COOKIE": cookie}
-        )
-        logged = finish_wrk(login_proc)
-        if got.bad or logged.bad:
-            raise RuntimeError(f"non-2xx under login load: me {got.bad}, login {logged.bad}")
-        p99s.append(got.p99_ms)
-        p50s.append(got.p50_ms)
-        logins.append(logged.rps)
-    res.add("me_p50_under_login_ms", median(p50s), "ms")
-    res.add("me_p99_under_login_ms", median(p99s), "ms")
-    res.add("login_rps", median(logins), "logins/s")
 
 
 def phase_store(cfg: Config, res: Results) -> list[dict[str, float]]:
@@ -231,127 +95,213 @@ def phase_store(cfg: Config, res: Results) -> list[dict[str, float]]:
 
 
 def table(res: Results) -> str:
-    def fmt(name: str, digits: int = 0) -> str:
-        value = res.get(name)
-        if value is None:
-            return "n/a"
-        return f"{value:,.{digits}f}"
-
-    def ok(flag: bool | None) -> str:
-        return "n/a" if flag is None else ("met" if flag else "**not met**")
-
-    def cpu_ratio(base: str, mine: str) -> str:
-        a, b = res.get(base), res.get(mine)
-        return "n/a" if not a or not b else f"{a / b:.2f}"
-
-    def ratio_ok(name: str, target: float, higher: bool = True) -> bool | None:
-        value = res.get(name)
-        if value is None:
-            return None
-        return value >= target if higher else value <= target
-
+    """The issue's table: plp beside the Express peer, plp ÷ Express, target, status."""
     rows = [
-        "| figure | plp | same-run baseline | ratio | target | status |",
+        "| figure (medians, same invocation) | plp | Express | plp ÷ Express | target | status |",
         "|---|---|---|---|---|---|",
-        f"| `GET /api/users/me` with a session, req/s | {fmt('me_rps')} "
-        f"| {fmt('baseline_json_rps')} (bare Tornado) | {fmt('me_rps_ratio', 2)} "
-        f"| ≥ 0.94 × bare | {ok(ratio_ok('me_rps_ratio', 0.94))} |",
-        f"| server CPU per `/api/users/me`, µs (bare ÷ plp = CPU-equivalent ratio) "
-        f"| {fmt('me_cpu_us')} | {fmt('baseline_json_cpu_us')} "
-        f"| {cpu_ratio('baseline_json_cpu_us', 'me_cpu_us')} | | |",
-        f"| its p99 while 20 clients log in non-stop (bcrypt 10), ms "
-        f"| {fmt('me_p99_under_login_ms', 1)} | | | ≤ 15 ms "
-        f"| {ok(ratio_ok('me_p99_under_login_ms', 15, higher=False))} |",
-        f"| its p50 under the same login load, ms | {fmt('me_p50_under_login_ms', 1)} | | | | |",
-        f"| login throughput (bcrypt 10), logins/s | {fmt('login_rps', 1)} | | | | |",
-        f"| chat fan-out, 1 channel × 200 sockets, deliveries/s (burst) "
-        f"| {fmt('fanout_dps')} | {fmt('baseline_fanout_dps')} (naive broadcast) "
-        f"| {fmt('fanout_ratio', 2)} | ≥ 3.1 × naive "
-        f"| {ok(ratio_ok('fanout_ratio', 3.1))} |",
-        f"| server CPU per delivery, µs (naive ÷ plp = CPU-equivalent ratio) "
-        f"| {fmt('fanout_cpu_us', 1)} | {fmt('baseline_fanout_cpu_us', 1)} "
-        f"| {cpu_ratio('baseline_fanout_cpu_us', 'fanout_cpu_us')} | ≤ 13 µs "
-        f"| {ok(ratio_ok('fanout_cpu_us', 13, higher=False))} |",
-        f"| chat latency send→delivery at 4,000 deliveries/s, p50 / p99 ms "
-        f"| {fmt('paced_p50_ms', 1)} / {fmt('paced_p99_ms', 1)} | | | | |",
-        f"| memory per idle authenticated socket (2,000 sockets), KiB "
-        f"| {fmt('idle_2000_kib_per_socket', 1)} | | | ≤ 11 KiB "
-        f"| {ok(ratio_ok('idle_2000_kib_per_socket', 11, higher=False))} |",
-        f"| 10,000 idle sockets held: RSS per socket, KiB "
-        f"| {fmt('idle_10000_kib_per_socket', 1)} | | | | |",
-        f"| RSS at start, MiB | {fmt('rss_start_mib', 1)} | | | ≤ 40 MiB "
-        f"| {ok(ratio_ok('rss_start_mib', 40, higher=False))} |",
-        f"| session store: memory per session at 1,000,000, bytes "
-        f"| {fmt('store_1000000_bytes_per_session')} | | | | |",
-        f"| session store: one prune removing 10,000 expired of 1,000,000, ms "
-        f"| {fmt('store_1000000_prune_10000_ms', 1)} | | | | |",
     ]
+    for label, mine, peer, digits, target in FIGURES:
+        a, b = res.get(mine), res.get(peer) if peer else None
+        ratio = a / b if a is not None and b else None
+        met = target(a, b, ratio) if a is not None else None
+        status = "" if met is None else ("met" if met else "**not met**")
+        rows.append(
+            f"| {label} | {_fmt(a, digits)} | {_fmt(b, digits)} | {_fmt(ratio, 2)} "
+            f"| {TARGETS.get(mine, '')} | {status} |"
+        )
+    rows += [
+        "",
+        "| figure | plp | bare Tornado (same run) | plp ÷ bare |",
+        "|---|---|---|---|",
+    ]
+    for label, mine, base, digits in BASELINE_FIGURES:
+        a, b = res.get(mine), res.get(base)
+        ratio = a / b if a is not None and b else None
+        rows.append(f"| {label} | {_fmt(a, digits)} | {_fmt(b, digits)} | {_fmt(ratio, 2)} |")
     return "\n".join(rows)
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def _none(*_: object) -> bool | None:
+    return None
+
+
+def _at_least(x: float):
+    return lambda a, b, ratio: None if ratio is None else ratio >= x
+
+
+def _at_most(x: float):
+    return lambda a, b, ratio: None if ratio is None else ratio <= x
+
+
+def _below(x: float):
+    return lambda a, b, ratio: a <= x
+
+
+# (label, plp figure, Express figure, digits, target check(plp, express, ratio))
+FIGURES = [
+    (
+        "`GET /api/users/me` with a session, req/s",
+        "plp_me_rps",
+        "express_me_rps",
+        0,
+        _at_least(1.0),
+    ),
+    ("the same, p99 at 32 connections, ms", "plp_me_p99_ms", "express_me_p99_ms", 1, _at_most(1.0)),
+    ("server CPU per `/me`, µs", "plp_me_cpu_us", "express_me_cpu_us", 0, _none),
+    (
+        "`GET /healthz` vs Express `GET /hello` (no session), req/s",
+        "plp_health_rps",
+        "express_health_rps",
+        0,
+        _at_least(1.0),
+    ),
+    (
+        "`/me` p99 while 20 clients log in non-stop, ms",
+        "plp_me_p99_under_login_ms",
+        "express_me_p99_under_login_ms",
+        1,
+        _below(15),
+    ),
+    ("logins/s under that load", "plp_login_rps", "express_login_rps", 1, _none),
+    ("chat fan-out to 200 sockets, deliveries/s", "fanout_dps", "express_fanout_dps", 0, _none),
+    ("server CPU per delivery, µs", "fanout_cpu_us", "express_fanout_cpu_us", 1, _at_most(1 / 1.1)),
+    ("RSS at start, MiB", "plp_rss_start_mib", "express_rss_start_mib", 1, _below(40)),
+    ("RSS after load, MiB", "plp_rss_after_load_mib", "express_rss_after_load_mib", 1, _none),
+    (
+        "RSS per idle authenticated socket (2,000 sockets), KiB",
+        "plp_idle_2000_kib_per_socket",
+        "express_idle_2000_kib_per_socket",
+        1,
+        _at_most(1.0),
+    ),
+    (
+        "the same with 19,000 sockets, KiB",
+        "plp_idle_19000_kib_per_socket",
+        "express_idle_19000_kib_per_socket",
+        1,
+        _none,
+    ),
+    (
+        "WebSocket connects per second (cookie check, handshake, hello)",
+        "plp_connects_per_s",
+        "express_connects_per_s",
+        0,
+        _at_least(1.0),
+    ),
+    ("server CPU per connect, µs", "plp_connect_cpu_us", "express_connect_cpu_us", 0, _none),
+    ("`GET /chat` signed in, req/s", "page_chat_rps", "", 0, _none),
+    ("`GET /classes` signed in, req/s", "page_classes_rps", "", 0, _none),
+    ("a static stylesheet, req/s", "static_css_rps", "", 0, _none),
+    ("chat latency at 4,000 deliveries/s, p99 ms", "paced_p99_ms", "", 1, _none),
+]
+TARGETS = {
+    "plp_me_rps": "≥ 1.0 × (stretch 1.25 ×)",
+    "plp_me_p99_ms": "≤ Express",
+    "plp_health_rps": "≥ 1.0 ×",
+    "plp_me_p99_under_login_ms": "≤ 15 ms",
+    "fanout_cpu_us": "≥ 1.1 × Express (CPU)",
+    "plp_rss_start_mib": "≤ 40 MiB",
+    "plp_idle_2000_kib_per_socket": "≤ Express",
+    "plp_connects_per_s": "≥ 1.0 ×",
+}
+BASELINE_FIGURES = [
+    ("`GET /api/users/me`, req/s", "plp_me_rps", "baseline_me_rps", 0),
+    ("server CPU per `/me`, µs", "plp_me_cpu_us", "baseline_me_cpu_us", 0),
+    ("`GET /healthz`, req/s", "plp_health_rps", "baseline_health_rps", 0),
+    ("chat fan-out, deliveries/s (naive broadcast)", "fanout_dps", "baseline_fanout_dps", 0),
+    ("server CPU per delivery, µs", "fanout_cpu_us", "baseline_fanout_cpu_us", 1),
+]
+PHASES = ("rss", "http", "p99", "pages", "chat", "connect", "idle", "store")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs for development")
-    parser.add_argument("--only", default="", help="comma-separated phases (http,p99,store,...)")
+    parser.add_argument("--only", default="", help="comma-separated phases: " + ",".join(PHASES))
     parser.add_argument("--keep", action="store_true", help="keep the temp dir with server logs")
+    parser.add_argument("--no-peer", action="store_true", help="leave the Express peer out")
     args = parser.parse_args(argv)
     cfg = Config(quick=args.quick)
-    phases = set(filter(None, args.only.split(","))) or {
-        "rss",
-        "http",
-        "p99",
-        "chat",
-        "idle",
-        "store",
-    }
-    if not shutil.which("wrk") and phases & {"http", "p99"}:
+    phases = set(filter(None, args.only.split(","))) or set(PHASES)
+    if not shutil.which("wrk") and phases & {"http", "p99", "pages"}:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 1
     res = Results()
+    peer, why = (None, "--no-peer") if args.no_peer else express_peer.prepare()
+    if peer is None:
+        print(f"# Express peer skipped: {why}", flush=True)
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="plp-bench-"))
     data_dir = tmp / "data"
     data_dir.mkdir(mode=0o700)
-    servers: list[Server] = []
+    peer_limits = ", ".join(f"{k}={v}" for k, v in express_peer.RAISED.items())
     print(
-        f"# plp benchmark{' (quick)' if cfg.quick else ''}: server on core {SERVER_CORE}, "
+        f"# plp benchmark{' (quick)' if cfg.quick else ''}: servers on core {SERVER_CORE}, "
         f"load on core {LOAD_CORE}; raised limits: "
-        + ", ".join(f"--{k} {v}" for k, v in RAISED_LIMITS.items()),
+        + ", ".join(f"--{k} {v}" for k, v in RAISED_LIMITS.items())
+        + (f"; Express peer: {peer_limits}" if peer else ""),
         flush=True,
     )
     try:
-        prepare_database(data_dir, 20)
-        plp = start_plp(data_dir, tmp)
-        servers.append(plp)
-        time.sleep(0.5)
-        res.add("rss_start_mib", rss_kib(plp.pid) / 1024, "MiB")
-        xsrf = xsrf_token(plp.port)
-        cookie = login(plp.port, "bench", xsrf)
-        if "http" in phases:
-            base = start_script("baseline_json", tmp)
-            servers.append(base)
-            phase_http(cfg, res, plp, base, {plp.port: cookie})
-            base.stop()
-        if "p99" in phases:
-            phase_login_p99(cfg, res, plp, cookie)
-        if "chat" in phases or "idle" in phases:
-            chat_phases.run(cfg, res, data_dir, tmp, phases)
+        prepare_database(data_dir, chat_phases.SOCKET_USERS)
+        run_http_phases(cfg, res, phases, data_dir, tmp, peer)
+        if phases & {"chat", "idle", "connect"}:
+            chat_phases.run(cfg, res, data_dir, tmp, phases, peer)
         if "store" in phases:
             phase_store(cfg, res)
     finally:
-        for server in servers:
-            server.stop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print(f"# logs kept in {tmp}")
-    elapsed = time.monotonic() - started
-    print(f"# finished in {elapsed:.0f} s")
+    print(f"# finished in {time.monotonic() - started:.0f} s")
     for note in res.notes:
         print(f"# {note}")
     print()
     print(table(res))
     return 0
+
+
+def run_http_phases(
+    cfg: Config, res: Results, phases: set[str], data_dir: Path, tmp: Path, peer: Path | None
+) -> None:
+    """RSS at start, the HTTP phases, RSS after them: plp, bare Tornado and Express."""
+    servers: list[Server] = []
+    try:
+        plp_server = start_plp(data_dir, tmp)
+        servers.append(plp_server)
+        plp = Target("plp", plp_server)
+        plp.cookie = login(plp.port, "bench", xsrf_token(plp.port))
+        targets = [plp]
+        if peer is not None:
+            express = Target("express", express_peer.start(peer, tmp), proto="express")
+            express.health = "/hello"
+            servers.append(express.server)
+            targets.append(express)
+        time.sleep(0.5)
+        for target in targets:
+            res.add(f"{target.name}_rss_start_mib", rss_kib(target.pid) / 1024, "MiB")
+        if peer is not None:
+            express.cookie, _ = express_peer.fill(express.port, LOGIN_USERS, 0)
+        if "http" in phases:
+            base = Target("baseline", start_script("baseline_json", tmp))
+            servers.append(base.server)
+            http_phases.phase_http(cfg, res, [plp, base, *targets[1:]])
+            base.server.stop()
+        if "p99" in phases:
+            http_phases.phase_login_p99(cfg, res, targets)
+        if phases & {"http", "p99"}:
+            for target in targets:
+                res.add(f"{target.name}_rss_after_load_mib", rss_kib(target.pid) / 1024, "MiB")
+        if "pages" in phases:
+            http_phases.phase_pages(cfg, res, plp)
+    finally:
+        for server in servers:
+            server.stop()
 
 
 if __name__ == "__main__":

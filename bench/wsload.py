@@ -1,8 +1,9 @@
 """WebSocket load worker for bench/run.py: raw asyncio sockets, no Tornado, cheap per frame.
 
 `python bench/wsload.py CONFIG_JSON` opens `sockets` connections to `/ws/chat` on
-127.0.0.1:`port` (cycling over `cookies`), waits for each `hello`, optionally joins
-`channel`, prints `{"ready": n}` and then obeys JSON commands on stdin, one per line:
+127.0.0.1:`port` (cycling over `cookies`), waits for each greeting, optionally joins
+`channel`, prints `{"ready": n, "seconds": s}` (s: how long opening them took) and then
+obeys JSON commands on stdin, one per line:
 
 - `{"cmd": "expect", "count": N, "timeout": s}`: print `{"armed": true}`, count `message`
   frames until N arrived (over all sockets), then print `{"received", "first", "last"}`
@@ -14,7 +15,8 @@
 - `{"cmd": "quit"}` or end of input: close everything and exit.
 
 All times are CLOCK_MONOTONIC, which every process on the machine shares. Client frames
-are masked as RFC 6455 requires. Only ever connects to 127.0.0.1.
+are masked as RFC 6455 requires. `proto` is "plp" (default) or "express" (the Express
+original's `connected` / `join_channel` / `send_message`). Only ever connects to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -32,7 +34,26 @@ from typing import Any
 
 MESSAGE_MARK = b'"type":"message"'
 MESSAGE_MARK_SPACED = b'"type": "message"'  # json.dumps defaults (the naive baseline)
-STAMP_RE = re.compile(rb'"text": ?"lat (\d+)')
+STAMP_RE = re.compile(rb'"(?:text|content)": ?"lat (\d+)')
+
+# What each server's protocol calls the greeting, a join and a chat message: plp's
+# (docs/protocol.md) and the Express original's (shared/peers/express/README.md).
+PROTOCOLS: dict[str, dict[str, str]] = {
+    "plp": {"hello": "hello", "joined": "joined"},
+    "express": {"hello": "connected", "joined": "joined_channel"},
+}
+
+
+def join_frame(proto: str, channel: int) -> dict[str, Any]:
+    if proto == "express":
+        return {"type": "join_channel", "channelId": channel}
+    return {"type": "join", "channel": channel}
+
+
+def chat_frame(proto: str, channel: int | None, text: str) -> dict[str, Any]:
+    if proto == "express":
+        return {"type": "send_message", "channelId": channel, "content": text}
+    return {"type": "send", "channel": channel, "text": text}
 
 
 def mask_frame(payload: bytes, opcode: int = 0x1) -> bytes:
@@ -192,11 +213,12 @@ async def open_conn(cfg: dict[str, Any], stats: Stats, cookie: str) -> Conn:
         lambda: Conn(stats, request), "127.0.0.1", int(cfg["port"])
     )
     await asyncio.wait_for(conn.opened, 60)
-    await conn.wait_for("hello")
+    proto = cfg.get("proto", "plp")
+    await conn.wait_for(PROTOCOLS[proto]["hello"])
     channel = cfg.get("channel")
     if channel is not None:
-        conn.send_json({"type": "join", "channel": channel})
-        await conn.wait_for("joined")
+        conn.send_json(join_frame(proto, channel))
+        await conn.wait_for(PROTOCOLS[proto]["joined"])
     return conn
 
 
@@ -208,6 +230,7 @@ async def main(cfg: dict[str, Any]) -> None:
     conns: list[Conn] = []
     batch = int(cfg.get("batch", 50))
     total = int(cfg["sockets"])
+    opening = time.monotonic()
     for start in range(0, total, batch):
         got = await asyncio.gather(
             *(
@@ -218,11 +241,13 @@ async def main(cfg: dict[str, Any]) -> None:
         conns.extend(got)
     for conn in conns:
         conn.texts = None  # from here on only `message` frames are looked at
-    out({"ready": len(conns)})
+    # Connects/s over the whole opening: TCP connect, cookie check, handshake, greeting.
+    out({"ready": len(conns), "seconds": time.monotonic() - opening})
     reader = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     channel = cfg.get("channel")
+    proto = cfg.get("proto", "plp")
     sender = conns[0] if conns else None
     stats.timing = bool(cfg.get("timing"))
     tasks: set[asyncio.Future] = set()
@@ -244,9 +269,7 @@ async def main(cfg: dict[str, Any]) -> None:
         elif name == "burst":
             assert sender is not None and sender.transport is not None
             frames = b"".join(
-                mask_frame(
-                    json.dumps({"type": "send", "channel": channel, "text": f"burst {i}"}).encode()
-                )
+                mask_frame(json.dumps(chat_frame(proto, channel, f"burst {i}")).encode())
                 for i in range(int(cmd["count"]))
             )
             started = time.monotonic()
@@ -261,9 +284,7 @@ async def main(cfg: dict[str, Any]) -> None:
                 delay = started + i / rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                sender.send_json(
-                    {"type": "send", "channel": channel, "text": f"lat {time.monotonic_ns()}"}
-                )
+                sender.send_json(chat_frame(proto, channel, f"lat {time.monotonic_ns()}"))
             out({"sent": count, "seconds": time.monotonic() - started})
         elif name == "latencies":
             out({"latencies": stats.latencies})

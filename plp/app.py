@@ -56,6 +56,7 @@ def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
         pages,
         reset,
         reset_pages,
+        static,
         totp,
     )
 
@@ -79,7 +80,7 @@ def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
     app_settings: dict[str, Any] = dict(
         template_path=str(TEMPLATE_PATH),
         static_path=str(STATIC_PATH),
-        static_handler_class=pages.StaticHandler,
+        static_handler_class=static.StaticHandler,
         default_handler_class=pages.NotFoundHandler,
         xsrf_cookies=True,
         xsrf_cookie_kwargs=dict(httponly=False, samesite="Lax", secure=settings.production),

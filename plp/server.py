@@ -23,14 +23,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import tornado.httpserver
-from tornado import httputil
 from tornado.ioloop import PeriodicCallback
 
 from .app import make_app
 from .auth.cutoff import CutoffWatcher
 from .config import ConfigError, Settings
 from .context import Context, make_context
+from .httpserver import DrainingHTTPServer
 from .log import setup_logging
+from .runtime import settle_memory
 from .security import ssl_context
 from .sessions.base import SessionStoreUnavailable
 from .snapshot import restore_sessions, save_sessions, snapshot_path
@@ -129,107 +130,6 @@ async def _start_backends(settings: Settings, ctx: Context) -> bool:
     return True
 
 
-class _TrackedConnection:
-    """The per-request HTTP connection, reporting when its response is finished."""
-
-    def __init__(self, conn: httputil.HTTPConnection, done: Callable[[], None]) -> None:
-        self._conn = conn
-        self._done = done
-
-    def finish(self) -> None:
-        try:
-            self._conn.finish()
-        finally:
-            self._done()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-
-class _TrackedDelegate(httputil.HTTPMessageDelegate):
-    """Counts a request as in flight from its headers until its response is finished."""
-
-    def __init__(self, inner: httputil.HTTPMessageDelegate, tracker: InFlight) -> None:
-        self.inner = inner
-        self.tracker = tracker
-        self.active = False
-
-    def begin(self) -> None:
-        if not self.active:
-            self.active = True
-            self.tracker.begin()
-
-    def end(self) -> None:
-        if self.active:
-            self.active = False
-            self.tracker.end()
-
-    def headers_received(
-        self,
-        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-        headers: httputil.HTTPHeaders,
-    ) -> Awaitable[None] | None:
-        self.begin()
-        return self.inner.headers_received(start_line, headers)
-
-    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
-        return self.inner.data_received(chunk)
-
-    def finish(self) -> None:
-        self.inner.finish()
-
-    def on_connection_close(self) -> None:
-        self.end()
-        self.inner.on_connection_close()
-
-
-class InFlight:
-    """How many HTTP requests are being answered; lets shutdown wait for them."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def begin(self) -> None:
-        self.count += 1
-        self._idle.clear()
-
-    def end(self) -> None:
-        self.count -= 1
-        if self.count <= 0:
-            self.count = 0
-            self._idle.set()
-
-    async def wait_idle(self) -> None:
-        """Return once no request is in flight."""
-        await self._idle.wait()
-
-
-class DrainingHTTPServer(tornado.httpserver.HTTPServer):
-    """An HTTPServer that knows which requests are still being answered.
-
-    Tornado's `close_all_connections` closes streams at once, cutting off a response being
-    written; shutdown waits on `in_flight` first so running requests can finish.
-    """
-
-    def initialize(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        super().initialize(*args, **kwargs)
-        self.in_flight = InFlight()
-
-    def start_request(
-        self, server_conn: object, request_conn: httputil.HTTPConnection
-    ) -> httputil.HTTPMessageDelegate:
-        holder: list[_TrackedDelegate] = []
-        tracked = _TrackedConnection(request_conn, lambda: holder[0].end())
-        delegate = _TrackedDelegate(
-            super().start_request(server_conn, tracked),  # type: ignore[arg-type]
-            self.in_flight,
-        )
-        holder.append(delegate)
-        return delegate
-
-
 class _Shutdown:
     """The first signal asks for a graceful stop; a second one exits at once."""
 
@@ -321,6 +221,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     )
     await ctx.hasher.warm()
     app = make_app(ctx)
+    settle_memory()
     metrics_server = None
     if metrics_module is not None:
         metrics = metrics_module.Metrics(ctx)
@@ -337,6 +238,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
         server.stop()
         await _close(ctx)
         return EXIT_CONFIG
+    server.idle.start()
     pruner = make_pruner(ctx)
     pruner.start()
     cutoffs = CutoffWatcher(ctx)
@@ -375,6 +277,7 @@ async def _drain(ctx: Context, server: DrainingHTTPServer, pruner: PeriodicCallb
     deadline = time.monotonic() + SHUTDOWN_GRACE
     log.info("shutting down: no new connections, closing sockets, finishing requests")
     server.stop()
+    server.idle.stop()
     pruner.stop()
     closing = ctx.hooks.shutdown()
     await _bounded("shutdown hooks (closing chat sockets)", closing, deadline - time.monotonic())

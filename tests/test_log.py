@@ -79,3 +79,40 @@ async def test_session_log_hygiene(make_client, make_user, ctx, clock):
     assert any("plp.access" in r for r in HYGIENE.records)
     leaks = find_leaks(HYGIENE.secrets, HYGIENE.records + HYGIENE.audit_rows)
     assert not leaks, "\n".join(leaks[:20])
+
+
+def _record(created: float, msg: str = "line") -> logging.LogRecord:
+    record = logging.LogRecord("plp.access", logging.INFO, __file__, 1, msg, None, None)
+    record.created = created
+    record.msecs = (created - int(created)) * 1000
+    return record
+
+
+def test_text_format_is_the_default_formatters_with_the_date_made_once_a_second():
+    from plp.log import TextFormatter
+
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    fast, plain = TextFormatter(fmt), logging.Formatter(fmt)
+    # Within one second, across a second, back again (a clock step), and a later day.
+    for created in (
+        1_700_000_000.001,
+        1_700_000_000.999,
+        1_700_000_001.5,
+        1_700_000_000.25,
+        1_800_000_123.75,
+    ):
+        assert fast.format(_record(created)) == plain.format(_record(created))
+
+
+def test_json_time_is_utc_with_milliseconds_and_follows_the_clock():
+    import json
+
+    from plp.log import JsonFormatter
+
+    fmt = JsonFormatter()
+    first = json.loads(fmt.format(_record(1_700_000_000.25)))
+    same_second = json.loads(fmt.format(_record(1_700_000_000.75)))
+    next_second = json.loads(fmt.format(_record(1_700_000_001.0)))
+    assert first["time"] == "2023-11-14T22:13:20.250Z"
+    assert same_second["time"] == "2023-11-14T22:13:20.750Z"
+    assert next_second["time"] == "2023-11-14T22:13:21.000Z"

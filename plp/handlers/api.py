@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from functools import cache
+import json
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
 from ..auth import accounts, recent, service
 from ..auth.decorators import authenticated, require_role
 from ..sessions.base import Session
-from ..storage.base import iso_from_epoch
+from ..storage.base import User, iso_from_epoch
 from .base import ApiHandler, check_body_size
 from .errors import ApiError
 
@@ -65,12 +66,23 @@ def field(data: dict[str, Any], name: str, kind: type, *, required: bool = True)
     return value
 
 
+@lru_cache(maxsize=4096)
+def me_body(user: User) -> str:
+    """The body of GET /api/users/me for one version of a user record.
+
+    Records are immutable and compare by value, so a changed name, role or state is another
+    key: the ISO date and the JSON are made once per version, not on every request.
+    """
+    return json.dumps({"user": user.to_json()}, separators=(",", ":"))
+
+
 class MeHandler(ApiHandler):
     """GET /api/users/me."""
 
     @authenticated
     def get(self) -> None:
-        self.write_json({"user": self.user.to_json()})
+        assert self.user is not None
+        self.finish(me_body(self.user))
 
 
 class PasswordHandler(ApiHandler):

@@ -177,6 +177,9 @@ class BodyLimit(httputil.HTTPMessageDelegate):
         if self.gate is not None:
             self.end_drain()  # the whole body has arrived
             return
+        # The whole body is in: no 413 can follow, so the request line and headers kept for
+        # one are let go (a chat socket would otherwise hold them as long as it is open).
+        self.start_line = self.headers = None
         self.inner.finish()
 
     def on_connection_close(self) -> None:

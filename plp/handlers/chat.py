@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import tornado.web
 import tornado.websocket
 from tornado.httputil import HTTPHeaders
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamBufferFullError, StreamClosedError
 
 from ..chat.connection import ChatConnection
+from ..chat.heartbeat import Heartbeat
 from ..security import origin_allowed
 from .base import ApiHandler
 from .errors import ApiError
@@ -34,7 +36,7 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
 
     connection: ChatConnection | None = None
     conn_id: str | None = None
-    _watchdog: object | None = None
+    beat_slot = -1  # the heartbeat's slot while this socket is in it
 
     # ------------------------------------------------------------------- handshake
     async def get(self, *args: Any, **kwargs: Any) -> None:
@@ -69,9 +71,44 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
         self.conn_id = conn_id
         try:
             # Returns only when the connection is over (Tornado reads frames inside it).
-            await super().get(*args, **kwargs)
+            protocol = self._upgrade(args, kwargs)
+            if protocol is not None:
+                await protocol.accept_connection(self)
         finally:
             hub.release(conn_id)
+
+    def _upgrade(
+        self, args: tuple, kwargs: dict[str, Any]
+    ) -> tornado.websocket.WebSocketProtocol | None:
+        """Tornado's `WebSocketHandler.get` up to the upgrade, with the same answers; the
+        protocol to accept, or None once a refusal is written.
+
+        Tornado's `get` stays suspended for the whole life of the socket, holding its locals
+        (the request's headers, a `map` and a lambda) and a coroutine frame: about 1 KiB per
+        idle socket. Here the checks run in a plain method that has returned before the
+        socket's long wait, which is awaited straight from `get`.
+        """
+        self.open_args, self.open_kwargs = args, kwargs
+        headers = self.request.headers
+        refusal = None
+        if headers.get("Upgrade", "").lower() != "websocket":
+            refusal = 'Can "Upgrade" only to "WebSocket".'
+        elif "upgrade" not in (p.strip().lower() for p in headers.get("Connection", "").split(",")):
+            refusal = '"Connection" must be "Upgrade".'
+        elif self._check_cross_origin(self.check_origin) is not None:
+            self.set_status(403)
+            self.finish("Cross origin websockets not allowed")
+            return None
+        if refusal is not None:
+            self.set_status(400)
+            self.finish(refusal)
+            return None
+        self.ws_connection = self.get_websocket_protocol()
+        if self.ws_connection is None:
+            self.set_status(426, "Upgrade Required")
+            self.set_header("Sec-WebSocket-Version", "13")
+            self.finish()
+        return self.ws_connection
 
     async def head(self, *args: Any, **kwargs: Any) -> None:
         # The opening handshake must be a GET (RFC 6455 §4.1), and Tornado would upgrade any
@@ -98,15 +135,15 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
         )
 
     @property
-    def ping_timeout(self) -> float:
-        # Tornado caps its pong timeout at the ping interval (25 s) and checks only pongs;
-        # the contract is "silent for 60 s", so plp runs its own watchdog (see _watch).
+    def ping_interval(self) -> float:
+        # Tornado's heartbeat is a Task per socket; every socket here shares one (beat()).
         return 0
 
     @property
-    def silence_timeout(self) -> float:
-        value = self.settings.get("websocket_ping_timeout") or SILENCE_DEFAULT
-        return float(value)
+    def ping_timeout(self) -> float:
+        # Tornado caps its pong timeout at the ping interval (25 s) and checks only pongs;
+        # the contract is "silent for 60 s", so plp's heartbeat checks silence (beat()).
+        return 0
 
     # ------------------------------------------------------------------- lifecycle
     async def open(self, *args: Any, **kwargs: Any) -> None:
@@ -126,17 +163,21 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
         )
         if not await self.connection.connect(user):
             return
-        self._arm_watchdog()
+        heartbeat(self.application).add(self)
         self._release_handshake()
 
     def _release_handshake(self) -> None:
         """Drop what only the handshake needed, so each idle socket holds less memory.
 
-        The request's headers and the 101 response's headers (about 3 KiB per socket) are
+        The request's headers and the 101 response's headers (about 4 KiB per socket) are
         never read again once the socket is open: the client address was taken (and cached
         in `self.ip`) and the Origin checked before the upgrade.
         """
-        self.request.headers = HTTPHeaders()
+        # Emptied in place, not replaced: Tornado's suspended `WebSocketHandler.get` (a local),
+        # its HTTP/1 connection (for keep-alive) and the body-limit delegate all still refer
+        # to this one object for as long as the socket is open. Re-initialising it gives it
+        # new, empty tables, so the old ones and every header string are freed.
+        self.request.headers.__init__()  # type: ignore[misc]
         self._headers = HTTPHeaders()
 
     def on_close(self) -> None:
@@ -144,25 +185,22 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
             self.connection.disconnect()
         if self.conn_id is not None:
             self.ctx.hub.release(self.conn_id)
-        if self._watchdog is not None:
-            self.loop.remove_timeout(self._watchdog)
-            self._watchdog = None
+        if self.beat_slot >= 0:
+            heartbeat(self.application).remove(self)
+            self.beat_slot = -1
 
-    def _arm_watchdog(self) -> None:
-        interval = max(min(self.silence_timeout / 4, 15.0), 0.05)
-        self._watchdog = self.loop.call_later(interval, self._watch)
-
-    def _watch(self) -> None:
-        self._watchdog = None
-        if self.ws_connection is None or self.ws_connection.is_closing():
+    def beat(self, ping: bool, silent: bool) -> None:
+        """The shared heartbeat's visit: drop a peer silent too long, or ping it."""
+        conn = self.ws_connection
+        if conn is None or conn.is_closing():
             return
-        if self.loop.time() - self.last_heard > self.silence_timeout:
+        if silent:
             log.info("dropping chat socket %s: peer silent", self.conn_id or "")
             if self.connection is not None:
                 self.connection.disconnect()
             self.close(1000, "no response to pings")
-            return
-        self._arm_watchdog()
+        elif ping:
+            conn.write_ping(b"")
 
     def on_pong(self, data: bytes) -> None:
         self.last_heard = self.loop.time()
@@ -214,6 +252,20 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
         if self.connection is None or conn is None or conn.is_closing():
             return
         await self.connection.handle_incoming_message(message)
+
+
+def heartbeat(app: tornado.web.Application) -> Heartbeat:
+    """The application's one heartbeat for all its chat sockets (made on first use)."""
+    beat = app.__dict__.get("_plp_heartbeat")
+    if beat is None:
+        settings = app.settings
+
+        def timing() -> tuple[float, float]:
+            interval = float(settings.get("websocket_ping_interval") or 0)
+            return interval, float(settings.get("websocket_ping_timeout") or SILENCE_DEFAULT)
+
+        beat = app.__dict__["_plp_heartbeat"] = Heartbeat(timing)
+    return beat
 
 
 routes = [(r"/ws/chat", ChatSocketHandler)]

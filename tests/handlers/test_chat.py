@@ -864,3 +864,33 @@ async def test_sigterm_closes_sockets_1001_and_keeps_acknowledged_messages(
     stored = await db.list_messages(1)
     await db.close()
     assert [m.id for m in stored] == [acked["message"]["id"]]
+
+
+@pytest.mark.gen_test(timeout=20)
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({"Connection": "Upgrade"}, 400),  # no Upgrade header
+        ({"Upgrade": "h2c", "Connection": "Upgrade"}, 400),
+        ({"Upgrade": "websocket", "Connection": "keep-alive"}, 400),
+        ({"Upgrade": "websocket", "Connection": "keep-alive, Upgrade"}, 426),  # no version 13
+        ({"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "8"}, 426),
+    ],
+)
+async def test_a_signed_in_get_that_is_no_websocket_upgrade_is_refused(
+    http_client, base_url, make_user, session_cookie, ctx, headers, status
+):
+    # plp runs Tornado's upgrade checks itself (chat.py `_upgrade`): the same answers, and
+    # the socket slot taken for the attempt is given back.
+    user = await make_user("alice")
+    cookie = await session_cookie(user.id)
+    response = await http_client.fetch(
+        HTTPRequest(base_url + "/ws/chat", headers={"Cookie": cookie, **headers}),
+        raise_error=False,
+    )
+    assert response.code == status, response.body
+    if status == 426:
+        assert response.headers["Sec-WebSocket-Version"] == "13"
+    assert "Sec-WebSocket-Accept" not in response.headers
+    assert ctx.hub.count() == 0
+    await wait_until(lambda: not ctx.hub.sockets.held, what="the socket slot to be given back")
