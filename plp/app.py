@@ -43,16 +43,18 @@ class PlpApplication(tornado.web.Application):
 
 def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
     """The Tornado application for a context; route lists are joined in order."""
-    from .handlers import admin_pages, api, auth, channels, chat, pages
+    from .handlers import admin_pages, api, auth, channels, chat, pages, passkey_pages, passkeys
 
     settings = ctx.settings
     handlers: list = [
         *auth.routes,
+        *passkeys.routes,
         *api.routes,
         *channels.routes,
         *chat.routes,
         *pages.routes,
         *admin_pages.routes,
+        *passkey_pages.routes,
         *api.fallback_routes,
     ]
     app_settings: dict[str, Any] = dict(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ..auth import recent, service
+from ..auth import passkey_login, recent, service
 from ..auth.decorators import authenticated
 from .base import ApiHandler
+from .passkeys import relying_party
 
 CLEAR_SITE_DATA = '"cookies", "storage"'
 
@@ -75,11 +76,23 @@ class LogoutAllHandler(ApiHandler):
 
 
 class ReauthHandler(ApiHandler):
-    """POST /api/auth/reauth {password}: renew this session's sign-in time, same token."""
+    """POST /api/auth/reauth {password} or {credential} (a passkey assertion for the options
+    of /api/auth/reauth/passkey/options): renew this session's sign-in time, same token."""
 
     @authenticated
     async def post(self) -> None:
         data = self.get_json_body()
+        if "credential" in data and "password" not in data:
+            await passkey_login.reauth_with_passkey(
+                self.ctx,
+                relying_party(self),
+                self.user,
+                self.session,
+                credential=data["credential"],
+                ip=self.ip,
+            )
+            self.write_json({"ok": True})
+            return
         await recent.reauth_with_password(
             self.ctx, self.user, self.session, password=data.get("password"), ip=self.ip
         )

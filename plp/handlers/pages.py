@@ -16,6 +16,7 @@ from ..auth.decorators import authenticated
 from ..errors import DomainError, InvalidInput, NotFound
 from ..security import safe_next, write_security_headers
 from ..storage.base import iso_from_epoch
+from .account_sections import AccountSections
 from .auth import CLEAR_SITE_DATA
 from .base import BaseHandler, check_body_size
 from .display import audit_detail, field_attrs
@@ -257,7 +258,7 @@ class LogoutAllPage(PageHandler):
         self.redirect("/login")
 
 
-class AccountPage(PageHandler):
+class AccountPage(AccountSections, PageHandler):
     @authenticated
     def get(self) -> None:
         self.render_page(
@@ -295,7 +296,7 @@ class AccountPage(PageHandler):
         self.redirect("/account?done=password")
 
 
-class DisplayNamePage(PageHandler):
+class DisplayNamePage(AccountSections, PageHandler):
     """POST /account/name: a new display name, by the rules of registration."""
 
     @authenticated

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 ROLES = ("student", "teacher", "admin")
 CHANNEL_KINDS = ("discussion", "announcement")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class StorageError(Exception):

@@ -27,7 +27,7 @@ from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .base import StorageUnavailable, UnstorableValue
-from .schema import CHANNEL_NAME_KEY, USERNAME_KEY
+from .schema import CHANNEL_NAME_KEY, PASSKEY_CREDENTIAL_KEY, USERNAME_KEY
 from .sql import SQLDatabase, pending
 from .statements import Dialect, Params, Row, Statements, writes
 
@@ -58,6 +58,7 @@ POSTGRES = Dialect(
 _UNIQUE_CONSTRAINTS = {
     "users_username_key": USERNAME_KEY,
     "channels_name_key_key": CHANNEL_NAME_KEY,
+    "passkeys_credential_id_key": PASSKEY_CREDENTIAL_KEY,
 }
 
 # SQLSTATE classes and codes that blame the server or its disk, not the request.

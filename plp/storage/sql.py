@@ -30,6 +30,7 @@ from .base import (
     UsernameTaken,
     utcnow,
 )
+from .passkeys_sql import PasskeySQL
 from .rows import (
     AUDIT_COLS,
     CHANNEL_COLS,
@@ -65,7 +66,7 @@ def pending(version: int) -> range:
     return range(version + 1, SCHEMA_VERSION + 1)
 
 
-class SQLDatabase(SQLParts, Store):
+class SQLDatabase(PasskeySQL, SQLParts, Store):
     """`Database` on a SQL database; subclasses supply the connection and error rules."""
 
     async def _ensure_general(self, sql: Statements) -> None:

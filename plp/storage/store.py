@@ -9,7 +9,8 @@ feature declares its records and abstract methods in a module of its own (an `ab
 from __future__ import annotations
 
 from .base import Database
+from .passkeys import PasskeyStore
 
 
-class Store(Database):
+class Store(Database, PasskeyStore):
     """The whole storage interface: the core `Database` and every feature's part."""
