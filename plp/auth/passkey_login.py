@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NOT_ACCEPTED = "That passkey could not sign you in."
+NOT_CONFIRMED = "That passkey did not confirm it is you."
 THROTTLED = "Too many failed sign-in attempts; wait a little and try again."
 
 
@@ -127,14 +128,22 @@ def _parse(data: dict[str, Any]) -> Any:
 
 
 async def check_assertion(
-    ctx: Context, rp: RelyingParty, data: dict[str, Any], challenge: bytes
+    ctx: Context,
+    rp: RelyingParty,
+    data: dict[str, Any],
+    challenge: bytes,
+    *,
+    owner: int | None = None,
 ) -> tuple[Passkey, User]:
-    """The stored passkey and its user an assertion proves, its use recorded; or Refused."""
+    """The stored passkey and its user an assertion proves, its use recorded; or Refused.
+    With `owner`, only that user's passkeys count (reauth)."""
     parsed = _parse(data)
     found = await ctx.db.find_passkey(data["rawId"])
     if found is None:
         raise Refused("unknown_credential", InvalidCredentials(NOT_ACCEPTED))
     passkey, handle = found
+    if owner is not None and passkey.user_id != owner:
+        raise Refused("other_user", InvalidCredentials(NOT_ACCEPTED))
     user = await ctx.db.get_user(passkey.user_id)
     if user is None:
         raise Refused("unknown_credential", InvalidCredentials(NOT_ACCEPTED))
@@ -191,23 +200,33 @@ async def reauth_with_passkey(
     wait, which = await ctx.throttle.login_wait(user.username, ip)
     if wait:
         await ctx.audit.record(
-            "login_throttled", user_id=user.id, username=user.username, ip=ip, limit=which,
+            "login_throttled",
+            user_id=user.id,
+            username=user.username,
+            ip=ip,
+            limit=which,
             during="reauth",
-        )  # fmt: skip
+        )
         raise RateLimited("Too many failed attempts; wait a little and try again.", wait)
     try:
         state = await _taken(ctx, KIND_REAUTH, session.handle)
         if state.get("user") != user.id:
             raise Refused("no_challenge", InvalidInput("Start the passkey check again."))
-        _passkey, owner = await check_assertion(ctx, rp, data, challenge_bytes(state))
-        if owner.id != user.id:
-            raise Refused("other_user", InvalidCredentials(NOT_ACCEPTED))
+        await check_assertion(ctx, rp, data, challenge_bytes(state), owner=user.id)
     except Refused as refused:
         await ctx.throttle.login_failed(user.username, ip)
+        error = refused.error
+        if isinstance(error, InvalidCredentials):
+            # Like a wrong reauth password: 400 at the field, the session stays signed in.
+            error = InvalidInput(NOT_CONFIRMED, {"credential": NOT_CONFIRMED})
         await ctx.audit.record(
-            "reauth_failed", user_id=user.id, username=user.username, ip=ip, method="passkey",
+            "reauth_failed",
+            user_id=user.id,
+            username=user.username,
+            ip=ip,
+            method="passkey",
             reason=refused.reason,
-        )  # fmt: skip
-        raise refused.error from None
+        )
+        raise error from None
     await ctx.throttle.login_succeeded(user.username)
     await recent.renewed(ctx, user, session, ip=ip, method="passkey")

@@ -70,7 +70,8 @@ def clean_name(raw: object, *, required: bool) -> str:
     name = raw.strip()
     if not name:
         raise InvalidInput("A name is required.", {"name": "Enter a name."})
-    if len(name) > NAME_MAX:
+    # Measured before trimming too, so what a client may send is exactly 1-64 characters.
+    if len(raw) > NAME_MAX:
         problem = f"At most {NAME_MAX} characters."
         raise InvalidInput(f"The name is too long: {problem.lower()}", {"name": problem})
     if not name.isprintable():

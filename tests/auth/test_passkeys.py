@@ -282,7 +282,7 @@ async def test_reauth_with_a_passkey(make_client, make_user, base_url, ctx, cloc
     r = await client.fetch(
         "/api/auth/reauth", "POST", json_body={"credential": other_auth.get(options, other_cred)}
     )
-    assert r.code == 401
+    assert r.code == 400 and body(r)["fields"]["credential"]
     assert (await events(ctx, "reauth_failed"))[0].detail["method"] == "passkey"
     # The challenge was spent by that try; new options, own passkey: renewed, same cookie.
     session_cookie = client.cookies["plp_session"]
