@@ -39,6 +39,11 @@ def find_risks(settings: Settings) -> list[str]:
             "production without TLS: set --tls-cert/--tls-key, or --trust-proxy behind an "
             "HTTPS proxy"
         )
+    if settings.production and not settings.rp_id:
+        risks.append(
+            "rp-id is not set: passkeys are bound to whatever host name each request names; "
+            "set --rp-id to the site's host name (e.g. school.example.org)"
+        )
     if settings.production:
         for origin in settings.cors_origins:
             if origin.startswith("http://"):

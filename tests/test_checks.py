@@ -45,7 +45,8 @@ def data_dir(tmp_path) -> Path:
     return data
 
 
-PROD = {"PLP_ENV": "production"}
+# An RP ID is part of a clean production setup (SPEC §14); its own test leaves it out.
+PROD = {"PLP_ENV": "production", "PLP_RP_ID": "school.example.org"}
 SAFE_PROD = ("--trust-proxy",)
 
 # (name, extra args, extra env, secret, text expected in the line)
@@ -154,6 +155,16 @@ def test_a_clean_production_setup_passes(tmp_path, data_dir):
     assert code == 0, out
     assert out == "OK: no risky settings found (production)\n"
     assert err == ""
+
+
+def test_production_without_rp_id(tmp_path, data_dir):
+    expected = "rp-id is not set: passkeys are bound to whatever host name each request names"
+    code, out, _ = run_check(tmp_path, *SAFE_PROD, env={"PLP_ENV": "production"})
+    assert code == 1
+    assert [line for line in out.splitlines() if expected in line] == [out.splitlines()[0]]
+    assert out.startswith("ERROR: ") and len(out.splitlines()) == 1
+    code, out, _ = run_check(tmp_path)  # development: the request's host name is fine
+    assert code == 0 and out.startswith("OK"), out
 
 
 def test_bad_flags_exit_2_without_traceback(tmp_path, data_dir):
