@@ -6,8 +6,10 @@ without typing a username (SPEC §14)."""
 from __future__ import annotations
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 
 from tests.support import PageProblems
+from tests.support.tour import overflow
 
 pytestmark = pytest.mark.browser
 
@@ -47,6 +49,16 @@ def test_add_a_passkey_then_sign_in_with_it(browser, live_server):
         "WebAuthn.getCredentials", {"authenticatorId": authenticator["authenticatorId"]}
     )
     assert len(held["credentials"]) == 1 and held["credentials"][0]["isResidentCredential"]
+    # The listed passkey with its forms: no sideways scrolling on a phone, no serious axe
+    # violation (the page tour sees /account only without passkeys).
+    page.fill("#passkey-list input[name=name]", "W" * 64)  # one long word must wrap
+    page.click("#passkey-list .passkey-rename button")
+    page.wait_for_url(origin + "/account?done=passkey-renamed")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert overflow(page) <= 0
+    violations = Axe().run(page).response["violations"]
+    assert [v["id"] for v in violations if v.get("impact") in ("serious", "critical")] == []
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     page.click("#logout")
     page.wait_for_url(origin + "/login")
