@@ -10,7 +10,8 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.support import PASSWORD, body, signed_in, visible_text
-from tests.support.authenticator import SoftAuthenticator, register_passkey
+from tests.support.authenticator import SoftAuthenticator
+from tests.support.passkeys import register_passkey
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 WINDOW = 600.0

@@ -149,18 +149,3 @@ class SoftAuthenticator:
             "clientExtensionResults": {},
             "authenticatorAttachment": "platform",
         }
-
-
-async def register_passkey(
-    client: Any, auth: SoftAuthenticator, name: str | None = None
-) -> Credential:
-    """Add a passkey for the signed-in `client` (tests/support/client.py) through the API."""
-    r = await client.fetch("/api/users/me/passkeys/options", "POST")
-    assert r.code == 200, r.body
-    credential, cred = auth.create(json.loads(r.body))
-    payload: dict[str, Any] = {"credential": credential}
-    if name is not None:
-        payload["name"] = name
-    r = await client.fetch("/api/users/me/passkeys", "POST", json_body=payload)
-    assert r.code == 201, r.body
-    return cred
