@@ -54,6 +54,8 @@ def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
         classes,
         mfa_pages,
         pages,
+        passkey_pages,
+        passkeys,
         reset,
         reset_pages,
         static,
@@ -64,6 +66,7 @@ def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
     handlers: list = [
         *auth.routes,
         *totp.routes,
+        *passkeys.routes,
         *api.routes,
         *channels.routes,
         *classes.routes,
@@ -75,6 +78,7 @@ def make_app(ctx: Context, **overrides: Any) -> PlpApplication:
         *reset_pages.routes,
         *class_pages.routes,
         *chat_page.routes,
+        *passkey_pages.routes,
         *api.fallback_routes,
     ]
     app_settings: dict[str, Any] = dict(

@@ -172,5 +172,4 @@ def must_enrol(ctx: Context, user: User | None) -> bool:
 
 async def has_second_factor(ctx: Context, user: User) -> bool:
     """Whether the user has a passkey or an active authenticator app."""
-    # passkeys: wired by the lead at merge (`or await ctx.db.count_passkeys(user.id) > 0`)
-    return await totp.is_active(ctx, user.id)
+    return await ctx.db.count_passkeys(user.id) > 0 or await totp.is_active(ctx, user.id)

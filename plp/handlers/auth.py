@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from ..auth import mfa, service
+from ..auth import mfa, passkey_login, service
 from ..auth.decorators import authenticated
 from .base import ApiHandler
 from .mfa_cookie import set_mfa_cookie
+from .passkeys import relying_party
 
 CLEAR_SITE_DATA = '"cookies", "storage"'
 
@@ -81,12 +82,24 @@ class LogoutAllHandler(ApiHandler):
 
 
 class ReauthHandler(ApiHandler):
-    """POST /api/auth/reauth {password, code?}: renew this session's sign-in time, same
+    """POST /api/auth/reauth {password, code?} or {credential} (a passkey assertion for the
+    options of /api/auth/reauth/passkey/options): renew this session's sign-in time, same
     token; the code is needed when the authenticator app is on."""
 
     @authenticated
     async def post(self) -> None:
         data = self.get_json_body()
+        if "credential" in data and "password" not in data:
+            await passkey_login.reauth_with_passkey(
+                self.ctx,
+                relying_party(self),
+                self.user,
+                self.session,
+                credential=data["credential"],
+                ip=self.ip,
+            )
+            self.write_json({"ok": True})
+            return
         await mfa.reauth(
             self.ctx,
             self.user,

@@ -9,6 +9,7 @@ from ..auth import mfa, totp
 from ..auth.decorators import authenticated
 from ..errors import DomainError, InvalidCode, SignInExpired
 from ..security import safe_next
+from .account_sections import AccountSections
 from .errors import http_error
 from .mfa_cookie import clear_mfa_cookie, read_mfa_cookie
 from .pages import PageHandler
@@ -70,7 +71,7 @@ class LoginMfaPage(PageHandler):
         )
 
 
-class TotpStartPage(PageHandler):
+class TotpStartPage(AccountSections, PageHandler):
     """POST /account/totp: a new pending secret; /account then shows its QR code."""
 
     @authenticated
@@ -112,7 +113,7 @@ class TotpConfirmPage(TotpStartPage):
         await self.render_account(codes=codes)
 
 
-class TotpOffPage(PageHandler):
+class TotpOffPage(AccountSections, PageHandler):
     """POST /account/totp/off: turn the app off, after the inline "Confirm it is you"."""
 
     @authenticated

@@ -17,6 +17,7 @@ from ..classes.visibility import visible_channels
 from ..errors import DomainError, InvalidInput, NotFound
 from ..security import safe_next, write_security_headers
 from ..storage.base import iso_from_epoch
+from .account_sections import AccountSections
 from .auth import CLEAR_SITE_DATA
 from .base import BaseHandler, check_body_size
 from .display import audit_detail, field_attrs
@@ -234,7 +235,7 @@ class LogoutAllPage(PageHandler):
         self.redirect("/login")
 
 
-class AccountPage(PageHandler):
+class AccountPage(AccountSections, PageHandler):
     @authenticated
     async def get(self) -> None:
         await self.load_totp_status()
@@ -274,7 +275,7 @@ class AccountPage(PageHandler):
         self.redirect("/account?done=password")
 
 
-class DisplayNamePage(PageHandler):
+class DisplayNamePage(AccountSections, PageHandler):
     """POST /account/name: a new display name, by the rules of registration."""
 
     @authenticated

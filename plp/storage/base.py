@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 ROLES = ("student", "teacher", "admin")
 CHANNEL_KINDS = ("discussion", "announcement")
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class StorageError(Exception):

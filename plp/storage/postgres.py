@@ -27,7 +27,13 @@ from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .base import StorageUnavailable, UnstorableValue
-from .schema import CHANNEL_NAME_KEY, CLASS_NAME_KEY, JOIN_CODE_KEY, USERNAME_KEY
+from .schema import (
+    CHANNEL_NAME_KEY,
+    CLASS_NAME_KEY,
+    JOIN_CODE_KEY,
+    PASSKEY_CREDENTIAL_KEY,
+    USERNAME_KEY,
+)
 from .sql import SQLDatabase, pending
 from .statements import Dialect, Params, Row, Statements, writes
 
@@ -60,6 +66,7 @@ _UNIQUE_CONSTRAINTS = {
     "channels_name_key_key": CHANNEL_NAME_KEY,
     "classes_name_key_key": CLASS_NAME_KEY,
     "classes_join_code_key": JOIN_CODE_KEY,
+    "passkeys_credential_id_key": PASSKEY_CREDENTIAL_KEY,
 }
 
 # SQLSTATE classes and codes that blame the server or its disk, not the request.

@@ -125,6 +125,28 @@ SCRIPTS: tuple[str, ...] = (
         PRIMARY KEY (user_id, code_hash)
     );
     """,
+    # 6: passkeys (SPEC §14): public key material per credential, and one random WebAuthn
+    # user handle per user (never the username).
+    """
+    CREATE TABLE passkey_handles (
+        user_id $bigint PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        handle  TEXT NOT NULL,
+        CONSTRAINT passkey_handles_handle_key UNIQUE (handle)
+    );
+    CREATE TABLE passkeys (
+        id            $id_pk,
+        user_id       $bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        credential_id TEXT NOT NULL,
+        public_key    TEXT NOT NULL,
+        sign_count    $bigint NOT NULL DEFAULT 0,
+        transports    TEXT NOT NULL DEFAULT '',
+        name          TEXT NOT NULL,
+        created_at    $bigint NOT NULL,
+        last_used_at  $bigint,
+        CONSTRAINT passkeys_credential_id_key UNIQUE (credential_id)
+    );
+    CREATE INDEX passkeys_by_user ON passkeys (user_id, id);
+    """,
 )
 
 # The unique columns an insert can collide on, as "table.column", and the domain error each
@@ -133,7 +155,14 @@ USERNAME_KEY = "users.username"
 CHANNEL_NAME_KEY = "channels.name_key"
 CLASS_NAME_KEY = "classes.name_key"
 JOIN_CODE_KEY = "classes.join_code"
-UNIQUE_KEYS = (USERNAME_KEY, CHANNEL_NAME_KEY, CLASS_NAME_KEY, JOIN_CODE_KEY)
+PASSKEY_CREDENTIAL_KEY = "passkeys.credential_id"
+UNIQUE_KEYS = (
+    USERNAME_KEY,
+    CHANNEL_NAME_KEY,
+    CLASS_NAME_KEY,
+    JOIN_CODE_KEY,
+    PASSKEY_CREDENTIAL_KEY,
+)
 
 
 def render(types: Mapping[str, str]) -> dict[int, str]:

@@ -31,6 +31,7 @@ from .base import (
     utcnow,
 )
 from .classes_sql import ClassSQL
+from .passkeys_sql import PasskeySQL
 from .reset_codes_sql import ResetCodeSQL
 from .rows import (
     AUDIT_COLS,
@@ -77,7 +78,7 @@ def pending(version: int) -> range:
     return range(version + 1, SCHEMA_VERSION + 1)
 
 
-class SQLDatabase(ClassSQL, ResetCodeSQL, TotpSQL, SQLParts, Store):
+class SQLDatabase(ClassSQL, ResetCodeSQL, TotpSQL, PasskeySQL, SQLParts, Store):
     """`Database` on a SQL database; subclasses supply the connection and error rules."""
 
     async def _ensure_general(self, sql: Statements) -> None:

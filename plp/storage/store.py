@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from .base import Database
 from .classes import ClassStore
+from .passkeys import PasskeyStore
 from .reset_codes import ResetCodeStore
 from .totp import TotpStore
 
 
-class Store(Database, ClassStore, ResetCodeStore, TotpStore):
+class Store(Database, ClassStore, ResetCodeStore, TotpStore, PasskeyStore):
     """The whole storage interface: the core `Database` and every feature's part."""

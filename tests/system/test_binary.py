@@ -152,6 +152,9 @@ def test_binary_serves_pages_static_and_accounts(binary_server):
     assert web.me() == 200
     status, _, body = web.request("/api/openapi.json")  # package data too
     assert status == 200 and body["openapi"].startswith("3.1.") and "/api/channels" in body["paths"]
+    # WebAuthn (py_webauthn on `cryptography`) is inside the binary: passkey options work.
+    status, _, body = web.request("/api/users/me/passkeys/options", "POST")
+    assert status == 200 and body["attestation"] == "none" and body["challenge"]
 
     async def chat() -> dict:
         conn = await Chat.open(web)
