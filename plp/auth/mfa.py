@@ -19,7 +19,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AccountDisabled, InvalidCode, InvalidInput, RateLimited, SignInExpired
+from ..errors import AccountDisabled, InvalidCode, InvalidInput, SignInExpired
 
 __all__ = ["SignInExpired"]  # re-exported: the handlers catch it by this module's name
 from ..pending import new_id
@@ -95,12 +95,9 @@ async def finish_sign_in(
     if user is None or user.disabled:
         await ctx.pending.take(KIND, pending)  # type: ignore[arg-type]
         raise AccountDisabled("This account has been disabled.")
-    wait, which = await ctx.throttle.login_wait(user.username, ip)
-    if wait:
-        await ctx.audit.record(
-            "login_throttled", user_id=user.id, username=user.username, ip=ip, limit=which
-        )
-        raise RateLimited("Too many failed sign-in attempts; wait a little and try again.", wait)
+    await service.refuse_while_blocked(
+        ctx, user, ip=ip, message="Too many failed sign-in attempts; wait a little and try again."
+    )
     if method == "totp":
         ok = await totp.check_code(ctx, user, text)
     else:

@@ -26,7 +26,7 @@ from ..pending import new_id
 from ..sessions.base import Session
 from ..storage.base import User
 from ..storage.passkeys import Passkey
-from . import recent
+from . import recent, service
 from .webauthn_rp import (
     CHALLENGE_TTL,
     CREDENTIAL_ERRORS,
@@ -197,17 +197,13 @@ async def reauth_with_passkey(
     Throttled like a reauth password: failures count against the account and address.
     """
     data = require_credential(credential)
-    wait, which = await ctx.throttle.login_wait(user.username, ip)
-    if wait:
-        await ctx.audit.record(
-            "login_throttled",
-            user_id=user.id,
-            username=user.username,
-            ip=ip,
-            limit=which,
-            during="reauth",
-        )
-        raise RateLimited("Too many failed attempts; wait a little and try again.", wait)
+    await service.refuse_while_blocked(
+        ctx,
+        user,
+        ip=ip,
+        during="reauth",
+        message="Too many failed attempts; wait a little and try again.",
+    )
     try:
         state = await _taken(ctx, KIND_REAUTH, session.handle)
         if state.get("user") != user.id:

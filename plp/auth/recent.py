@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ..errors import InvalidInput, RateLimited, ReauthRequired
+from ..errors import InvalidInput, ReauthRequired
 from ..sessions.base import Session
 from ..storage.base import User
+from . import service
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -54,17 +55,7 @@ async def check_password(
     """
     if not isinstance(password, str) or not password:
         raise InvalidInput("Your password is required.", {"password": "Enter your password."})
-    wait, which = await ctx.throttle.login_wait(user.username, ip)
-    if wait:
-        await ctx.audit.record(
-            "login_throttled",
-            user_id=user.id,
-            username=user.username,
-            ip=ip,
-            limit=which,
-            during="reauth",
-        )
-        raise RateLimited("Too many wrong passwords; wait a little and try again.", wait)
+    await service.refuse_while_blocked(ctx, user, ip=ip, during="reauth")
     found = await ctx.db.get_credentials(user.username)
     if found is None or not await ctx.hasher.verify(password, found[1]):
         await ctx.throttle.login_failed(user.username, ip)

@@ -166,6 +166,26 @@ async def logout_all(ctx: Context, user: User, *, ip: str) -> int:
     return count
 
 
+async def refuse_while_blocked(
+    ctx: Context,
+    user: User,
+    *,
+    ip: str,
+    during: str | None = None,
+    message: str = "Too many wrong passwords; wait a little and try again.",
+) -> None:
+    """429 (RateLimited) while the account or the address is blocked (SPEC §9), audited
+    `login_throttled`; every check of a signed-in user's own secret (password change, reauth,
+    second factors) starts here, so none of them can be used to guess at bcrypt speed."""
+    wait, which = await ctx.throttle.login_wait(user.username, ip)
+    if wait:
+        detail = {"limit": which} if during is None else {"limit": which, "during": during}
+        await ctx.audit.record(
+            "login_throttled", user_id=user.id, username=user.username, ip=ip, **detail
+        )
+        raise RateLimited(message, wait)
+
+
 async def change_password(
     ctx: Context,
     user: User,
@@ -188,17 +208,7 @@ async def change_password(
     problem = password_problem(new, user.username)
     if problem:
         raise InvalidInput(problem, {"newPassword": problem})
-    wait, which = await ctx.throttle.login_wait(user.username, ip)
-    if wait:
-        await ctx.audit.record(
-            "login_throttled",
-            user_id=user.id,
-            username=user.username,
-            ip=ip,
-            limit=which,
-            during="password_change",
-        )
-        raise RateLimited("Too many wrong passwords; wait a little and try again.", wait)
+    await refuse_while_blocked(ctx, user, ip=ip, during="password_change")
     found = await ctx.db.get_credentials(user.username)
     if found is None or not await ctx.hasher.verify(current, found[1]):
         await ctx.throttle.login_failed(user.username, ip)
