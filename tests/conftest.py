@@ -86,6 +86,22 @@ def make_user(ctx, io_loop):
 
 
 @pytest.fixture
+def signed_in(make_user, session_cookie, make_client):
+    """A cookie-keeping client signed in as a fresh user of the given role."""
+
+    async def make(username: str, role: str = "student"):
+        user = await make_user(username, role)
+        cookie = await session_cookie(user.id)
+        name, value = cookie.split("=", 1)
+        client = make_client()
+        client.cookies[name] = value
+        client.user = user
+        return client
+
+    return make
+
+
+@pytest.fixture
 def session_cookie(ctx):
     """A signed session cookie header for a user, written to the store directly."""
 

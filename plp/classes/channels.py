@@ -49,7 +49,13 @@ async def delete_class_channel(ctx: Context, user: User, class_id: int, channel_
     channel = await ctx.db.get_channel(channel_id)
     if channel is None or channel.class_id != class_id:
         raise NotFound("No such channel.")
+    await remove_channel(ctx, user, channel)
+    return channel.name
+
+
+async def remove_channel(ctx: Context, user: User, channel: Channel) -> None:
+    """Delete a channel whose deletion `user` may make, and tell its sockets everywhere
+    (`channel_deleted`, then `channel_removed`); the API and the class pages both end here."""
     if await ctx.db.delete_channel(channel.id):
         ctx.hub.channel_deleted(channel.id)
-        log.info("channel %d of class %d deleted by user %d", channel.id, class_id, user.id)
-    return channel.name
+        log.info("channel %d deleted by user %d", channel.id, user.id)

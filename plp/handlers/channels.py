@@ -10,6 +10,7 @@ from typing import Any
 from ..auth.decorators import authenticated, require_role
 from ..chat import moderation
 from ..chat.connection import ID_MAX
+from ..classes import channels as class_channels
 from ..classes import service as classes
 from ..classes import visibility
 from ..storage.base import CHANNEL_KINDS, ChannelNameTaken, NotFound
@@ -130,9 +131,7 @@ class ChannelHandler(ApiHandler):
             raise ApiError(
                 403, "forbidden", "Only an admin or a teacher of its class may delete this channel."
             )
-        if await self.ctx.db.delete_channel(channel.id):
-            self.ctx.hub.channel_deleted(channel.id)
-            log.info("channel %d deleted by user %d", channel.id, user.id)
+        await class_channels.remove_channel(self.ctx, user, channel)
         self.set_status(204)
         self.finish()
 

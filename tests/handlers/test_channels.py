@@ -9,22 +9,6 @@ import pytest
 from tests.support import body
 
 
-@pytest.fixture
-def signed_in(make_user, session_cookie, make_client):
-    """A cookie-keeping client signed in as a fresh user of the given role."""
-
-    async def make(username: str, role: str = "student"):
-        user = await make_user(username, role)
-        cookie = await session_cookie(user.id)
-        name, value = cookie.split("=", 1)
-        client = make_client()
-        client.cookies[name] = value
-        client.user = user
-        return client
-
-    return make
-
-
 def error_of(response) -> str:
     return body(response)["error"]
 
