@@ -18,11 +18,6 @@ import hashlib
 import logging
 import os
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 log = logging.getLogger(__name__)
 
 VERSION = "v1"
@@ -33,7 +28,14 @@ class Unsealable(Exception):
     """No listed key opens this sealed value (its key was rotated out, or it was altered)."""
 
 
+# cryptography (about 7 MiB) is imported by the first box made, not at start: only TOTP
+# enrolment and TOTP sign-in seal or open anything.
+
+
 def _derive(secret: str, purpose: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(
         secret.encode("utf-8")
     )
@@ -48,6 +50,8 @@ class SecretBox:
     """AES-GCM sealing under keys derived from the current and previous session secrets."""
 
     def __init__(self, current: str, previous: tuple[str, ...] = (), *, purpose: str) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         label = ("plp " + purpose).encode()
         keys = [_derive(secret, label) for secret in (current, *previous) if secret]
         self._keys = [(_key_id(key), AESGCM(key)) for key in keys]
@@ -68,6 +72,8 @@ class SecretBox:
             raise Unsealable("malformed sealed value") from None
         if version != VERSION or len(raw) <= NONCE_BYTES:
             raise Unsealable("unknown sealed value format")
+        from cryptography.exceptions import InvalidTag
+
         # The named key first; the others too, in case two secrets share an id prefix.
         for _id, aead in sorted(self._keys, key=lambda k: k[0] != key_id):
             try:

@@ -23,7 +23,6 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 import pyotp
-import segno
 
 from ..errors import Conflict, InvalidCode, InvalidInput, NotFound
 from ..sessions.base import Session
@@ -61,6 +60,8 @@ def _owner(user_id: int) -> str:
 
 def qr_svg(uri: str) -> str:
     """The otpauth URI as an inline SVG QR code, dark on white in either theme."""
+    import segno  # only enrolment draws a code; kept out of the memory every process starts in
+
     svg = segno.make(uri, error="m").svg_inline(
         scale=4, dark="#000", light="#fff", title="QR code for your authenticator app"
     )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..auth import mfa, passkey_login, service
+from ..auth import mfa, service
 from ..auth.decorators import authenticated
 from .base import ApiHandler
 from .mfa_cookie import set_mfa_cookie
-from .passkeys import relying_party
+from .passkeys import passkey_login, relying_party
 
 CLEAR_SITE_DATA = '"cookies", "storage"'
 

@@ -6,12 +6,12 @@ Removing asks for a recent sign-in inline (`PageHandler.confirm_recent`) and the
 
 from __future__ import annotations
 
-from ..auth import passkeys
 from ..auth.decorators import authenticated
 from ..errors import DomainError
 from .account_sections import AccountSections
 from .api import parse_id
 from .pages import PageHandler
+from .passkeys import passkeys
 
 
 class PasskeyFormBase(AccountSections, PageHandler):

@@ -7,13 +7,23 @@ The sign-in challenge travels with the browser as a random id in a short-lived s
 
 from __future__ import annotations
 
-from ..auth import passkey_login, passkeys, service
+from typing import TYPE_CHECKING
+
+from ..auth import service
 from ..auth.decorators import authenticated
-from ..auth.webauthn_rp import CHALLENGE_TTL, RelyingParty
+from ..lazy import lazy_module
 from ..security import own_origin
 from ..sessions.base import METHOD_PASSKEY
 from .api import parse_id
 from .base import ApiHandler, BaseHandler
+
+if TYPE_CHECKING:
+    from ..auth.webauthn_rp import RelyingParty
+
+# py_webauthn is loaded by the first passkey request, not at start (plp/lazy.py).
+passkeys = lazy_module("plp.auth.passkeys")
+passkey_login = lazy_module("plp.auth.passkey_login")
+webauthn_rp = lazy_module("plp.auth.webauthn_rp")
 
 SIGN_IN_COOKIE = "plp_passkey"
 
@@ -23,7 +33,7 @@ def relying_party(handler: BaseHandler) -> RelyingParty:
     client sees it (the same rule as the chat socket's Origin check)."""
     settings = handler.ctx.settings
     request = handler.request
-    return RelyingParty(
+    return webauthn_rp.RelyingParty(
         rp_id=settings.rp_id or request.host_name, origin=own_origin(request, settings)
     )
 
@@ -96,7 +106,7 @@ class LoginPasskeyOptionsHandler(ApiHandler):
             sign_in_cookie_name(self),
             attempt,
             expires_days=None,
-            max_age=int(CHALLENGE_TTL),
+            max_age=int(webauthn_rp.CHALLENGE_TTL),
             path="/",
             httponly=True,
             secure=self.ctx.settings.production,
