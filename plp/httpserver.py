@@ -5,7 +5,7 @@ the idle-connection sweep (plp/idle.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import tornado.httpserver
@@ -15,43 +15,14 @@ from . import idle
 from .idle import IdleSweep
 
 
-class _TrackedConnection:
-    """The per-request HTTP connection, reporting when its response is finished."""
+class _Arrival(httputil.HTTPMessageDelegate):
+    """Marks its connection as answering a request once the request's headers are in."""
 
-    def __init__(self, conn: httputil.HTTPConnection, done: Callable[[], None]) -> None:
-        self._conn = conn
-        self._done = done
+    __slots__ = ("inner", "server_conn")
 
-    def finish(self) -> None:
-        try:
-            self._conn.finish()
-        finally:
-            self._done()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-
-class _TrackedDelegate(httputil.HTTPMessageDelegate):
-    """Counts a request as in flight from its headers until its response is finished."""
-
-    def __init__(
-        self, inner: httputil.HTTPMessageDelegate, tracker: InFlight, server_conn: object = None
-    ) -> None:
+    def __init__(self, inner: httputil.HTTPMessageDelegate, server_conn: object) -> None:
         self.inner = inner
-        self.tracker = tracker
         self.server_conn = server_conn
-        self.active = False
-
-    def begin(self) -> None:
-        if not self.active:
-            self.active = True
-            self.tracker.begin()
-
-    def end(self) -> None:
-        if self.active:
-            self.active = False
-            self.tracker.end()
 
     def headers_received(
         self,
@@ -59,7 +30,6 @@ class _TrackedDelegate(httputil.HTTPMessageDelegate):
         headers: httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
         idle.arrived(self.server_conn)
-        self.begin()
         return self.inner.headers_received(start_line, headers)
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
@@ -69,59 +39,53 @@ class _TrackedDelegate(httputil.HTTPMessageDelegate):
         self.inner.finish()
 
     def on_connection_close(self) -> None:
-        self.end()
         self.inner.on_connection_close()
-
-
-class InFlight:
-    """How many HTTP requests are being answered; lets shutdown wait for them."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def begin(self) -> None:
-        self.count += 1
-        self._idle.clear()
-
-    def end(self) -> None:
-        self.count -= 1
-        if self.count <= 0:
-            self.count = 0
-            self._idle.set()
-
-    async def wait_idle(self) -> None:
-        """Return once no request is in flight."""
-        await self._idle.wait()
 
 
 class DrainingHTTPServer(tornado.httpserver.HTTPServer):
     """An HTTPServer that knows which requests are still being answered.
 
     Tornado's `close_all_connections` closes streams at once, cutting off a response being
-    written; shutdown waits on `in_flight` first so running requests can finish.
+    written; shutdown waits on `wait_idle` first so running requests can finish.
+
+    A connection is answering a request from the arrival of the request's headers until
+    Tornado asks for the next request on it (which it does once the response is finished)
+    or the connection ends: the state plp/idle.py keeps anyway, so nothing is wrapped or
+    counted per request.
     """
 
     def initialize(  # type: ignore[override]
         self, *args: Any, idle_connection_timeout: float | None = None, **kwargs: Any
     ) -> None:
         super().initialize(*args, **kwargs)
-        self.in_flight = InFlight()
         # The idle limit is kept by one sweep (plp/idle.py), not a timer per request.
         self.conn_params.header_timeout = None
         self.idle = IdleSweep(lambda: self._connections, idle_connection_timeout or 3600.0)
+        self._drained: asyncio.Event | None = None  # set while shutdown waits
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
-        idle.waiting(server_conn)
-        holder: list[_TrackedDelegate] = []
-        tracked = _TrackedConnection(request_conn, lambda: holder[0].end())
-        delegate = _TrackedDelegate(
-            super().start_request(server_conn, tracked),  # type: ignore[arg-type]
-            self.in_flight,
-            server_conn,
-        )
-        holder.append(delegate)
-        return delegate
+        idle.waiting(server_conn)  # the previous request on it, if any, is answered
+        if self._drained is not None:
+            self._check_drained()
+        return _Arrival(super().start_request(server_conn, request_conn), server_conn)
+
+    def on_close(self, server_conn: object) -> None:
+        super().on_close(server_conn)
+        if self._drained is not None:
+            self._check_drained()
+
+    def in_flight(self) -> int:
+        """How many requests are being answered."""
+        return idle.answering(self._connections)
+
+    def _check_drained(self) -> None:
+        if self._drained is not None and not self.in_flight():
+            self._drained.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no request is being answered."""
+        self._drained = asyncio.Event()
+        self._check_drained()
+        await self._drained.wait()

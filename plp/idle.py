@@ -20,7 +20,9 @@ from tornado.ioloop import PeriodicCallback
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY = 10.0  # seconds
-ATTR = "plp_waiting_since"  # set on Tornado's HTTP1ServerConnection while it awaits headers
+# Set on Tornado's HTTP1ServerConnection: when it began waiting for a request's headers,
+# None while it answers a request (unset before its first request and once it is closing).
+ATTR = "plp_waiting_since"
 
 
 def waiting(server_conn: Any) -> None:
@@ -32,6 +34,12 @@ def arrived(server_conn: Any) -> None:
     """The headers it waited for have arrived."""
     if server_conn is not None:
         setattr(server_conn, ATTR, None)
+
+
+def answering(connections: Iterable[Any]) -> int:
+    """How many of `connections` are answering a request: their headers arrived and they
+    have not yet begun waiting for the next one."""
+    return sum(1 for conn in connections if getattr(conn, ATTR, 0) is None)
 
 
 def overdue(connections: Iterable[Any], now: float, limit: float) -> list[Any]:
@@ -67,7 +75,7 @@ class IdleSweep:
         """Close the overdue connections now; how many."""
         late = overdue(list(self.connections()), time.monotonic(), self.limit)
         for conn in late:
-            setattr(conn, ATTR, None)
+            delattr(conn, ATTR)  # neither waiting nor answering: closing
             stream = getattr(conn, "stream", None)
             if stream is not None:
                 stream.close()  # its read of the headers ends as if the client hung up

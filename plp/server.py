@@ -281,9 +281,10 @@ async def _drain(ctx: Context, server: DrainingHTTPServer, pruner: PeriodicCallb
     pruner.stop()
     closing = ctx.hooks.shutdown()
     await _bounded("shutdown hooks (closing chat sockets)", closing, deadline - time.monotonic())
-    if server.in_flight.count:
-        log.info("waiting for %d requests in flight", server.in_flight.count)
-    await _bounded("in-flight requests", server.in_flight.wait_idle(), deadline - time.monotonic())
+    in_flight = server.in_flight()
+    if in_flight:
+        log.info("waiting for %d requests in flight", in_flight)
+    await _bounded("in-flight requests", server.wait_idle(), deadline - time.monotonic())
     pending = [t for t in ctx._tasks if not t.done()]
     if pending:
         await _bounded(

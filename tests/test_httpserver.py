@@ -1,4 +1,5 @@
-"""plp/httpserver.py and plp/idle.py: the idle-connection limit kept by one sweep.
+"""plp/httpserver.py and plp/idle.py: the idle-connection limit kept by one sweep, and which
+requests a graceful shutdown waits for.
 
 A real DrainingHTTPServer on a free port with a short limit and a fast sweep; raw sockets:
 a client that never finishes its headers (slow loris) is closed, while a request whose
@@ -70,5 +71,61 @@ async def test_slow_headers_are_cut_and_a_request_being_answered_is_not(io_loop)
             w.close()
     finally:
         server.idle.stop()
+        server.stop()
+        await server.close_all_connections()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_shutdown_waits_for_the_request_being_answered_not_for_idle_connections(io_loop):
+    _Slow.entered, _Slow.release = asyncio.Event(), asyncio.Event()
+    app = tornado.web.Application([(r"/slow", _Slow)])
+    server = DrainingHTTPServer(app)
+    port = _port()
+    server.listen(port, "127.0.0.1")
+    try:
+        # A keep-alive connection that has finished its request, and one that never sent any.
+        done_r, done_w = await asyncio.open_connection("127.0.0.1", port)
+        done_w.write(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await asyncio.wait_for(done_r.readuntil(b"\r\n\r\n"), WAIT)).startswith(
+            b"HTTP/1.1 404"
+        )
+        quiet_r, quiet_w = await asyncio.open_connection("127.0.0.1", port)
+        busy_r, busy_w = await asyncio.open_connection("127.0.0.1", port)
+        busy_w.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(_Slow.entered.wait(), WAIT)
+        assert server.in_flight() == 1
+        waiting = asyncio.ensure_future(server.wait_idle())
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        _Slow.release.set()
+        await asyncio.wait_for(waiting, WAIT)  # the answer went out; the others stay open
+        head = await asyncio.wait_for(busy_r.readuntil(b"\r\n\r\n"), WAIT)
+        assert head.startswith(b"HTTP/1.1 200")
+        assert server.in_flight() == 0
+        assert len(server._connections) == 3
+        for w in (done_w, quiet_w, busy_w):
+            w.close()
+    finally:
+        server.stop()
+        await server.close_all_connections()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_request_whose_client_hangs_up_is_no_longer_waited_for(io_loop):
+    _Slow.entered, _Slow.release = asyncio.Event(), asyncio.Event()
+    app = tornado.web.Application([(r"/slow", _Slow)])
+    server = DrainingHTTPServer(app)
+    port = _port()
+    server.listen(port, "127.0.0.1")
+    try:
+        busy_r, busy_w = await asyncio.open_connection("127.0.0.1", port)
+        busy_w.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(_Slow.entered.wait(), WAIT)
+        waiting = asyncio.ensure_future(server.wait_idle())
+        busy_w.close()
+        await asyncio.wait_for(waiting, WAIT)
+        assert server.in_flight() == 0
+    finally:
+        _Slow.release.set()
         server.stop()
         await server.close_all_connections()
