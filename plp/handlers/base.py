@@ -67,11 +67,12 @@ class BaseHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         ctx = self.ctx
         write_security_headers(self._headers, self.request, ctx.settings)
-        origin = self.request.headers.get("Origin")
-        if origin and ctx.settings.cors_origins and origin.lower() in ctx.settings.cors_origins:
-            self.set_header("Access-Control-Allow-Origin", origin)
-            self.set_header("Access-Control-Allow-Credentials", "true")
-        if ctx.settings.cors_origins:
+        allowed = ctx.settings.cors_origins
+        if allowed:  # the Origin header is looked up only where CORS is configured
+            origin = self.request.headers.get("Origin")
+            if origin and origin.lower() in allowed:
+                self.set_header("Access-Control-Allow-Origin", origin)
+                self.set_header("Access-Control-Allow-Credentials", "true")
             self.add_header("Vary", "Origin")
 
     async def prepare(self) -> None:

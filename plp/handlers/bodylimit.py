@@ -40,9 +40,10 @@ TOO_LARGE_MESSAGE = "The request body is larger than 64 KiB."
 
 def declared_length(headers: httputil.HTTPHeaders) -> int | None:
     """The Content-Length when the framing is valid, else None (Tornado then answers 400)."""
-    raw = headers.get("Content-Length")
-    if raw is None or "Transfer-Encoding" in headers:
+    # `in` first: a GET has no Content-Length, and `get` would raise and catch a KeyError.
+    if "Content-Length" not in headers or "Transfer-Encoding" in headers:
         return None
+    raw = headers["Content-Length"]
     pieces = {piece.strip() for piece in raw.split(",")}
     if len(pieces) != 1:
         return None
