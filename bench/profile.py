@@ -22,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import http_phases  # noqa: E402
 from bench.common import (  # noqa: E402
     LOAD_CORE,
+    LOGIN_USERS,
+    PASSWORD,
     Target,
     cpu_seconds,
     login,
@@ -38,6 +40,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--logins", type=int, default=0, help="clients logging in non-stop meanwhile (the storm)"
+    )
     return parser.parse_args()
 
 
@@ -66,13 +71,28 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="plp-profile-"))
     data_dir = tmp / "data"
     data_dir.mkdir(mode=0o700)
-    prepare_database(data_dir, 0)
+    prepare_database(data_dir, LOGIN_USERS)
     server = start_plp(data_dir, tmp)
     try:
         target = Target("plp", server)
         target.cookie = login(target.port, "bench", xsrf_token(target.port))
         http_phases.measure(target, args.path, 2, args.connections)  # warm-up
         collapsed = tmp / "profile.txt"
+        storm = None
+        if args.logins:
+            xsrf = xsrf_token(target.port)
+            storm = http_phases.start_wrk(
+                target.port,
+                "/api/auth/login",
+                "login.lua",
+                args.seconds + 4,
+                args.logins,
+                {
+                    "BENCH_XSRF": xsrf,
+                    "BENCH_PASSWORD": PASSWORD,
+                    "BENCH_LOGIN_USERS": str(LOGIN_USERS),
+                },
+            )
         load = http_phases.start_wrk(
             target.port,
             args.path,
@@ -92,6 +112,12 @@ def main() -> int:
         )
         cpu = cpu_seconds(target.pid) - cpu
         got = http_phases.finish_wrk(load)
+        if storm is not None:
+            logged = http_phases.finish_wrk(storm)
+            print(
+                f"# {logged.rps:.1f} logins/s meanwhile; {args.path} p50 {got.p50_ms:.1f} ms,"
+                f" p99 {got.p99_ms:.1f} ms"
+            )
         print(
             f"# {args.path}: {got.rps:,.0f} req/s, about {cpu / got.rps / args.seconds * 1e6:.0f}"
             " µs of server CPU per request (py-spy running)"

@@ -31,7 +31,7 @@ from .config import ConfigError, Settings
 from .context import Context, make_context
 from .httpserver import DrainingHTTPServer
 from .log import setup_logging
-from .runtime import settle_memory
+from .runtime import cache_http_dates, settle_memory
 from .security import ssl_context
 from .sessions.base import SessionStoreUnavailable
 from .snapshot import restore_sessions, save_sessions, snapshot_path
@@ -221,6 +221,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     )
     await ctx.hasher.warm()
     app = make_app(ctx)
+    cache_http_dates()
     settle_memory()
     metrics_server = None
     if metrics_module is not None:
