@@ -23,6 +23,7 @@ plp negotiates no compression and no subprotocol.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import struct
@@ -117,7 +118,7 @@ class FrameReader(WebSocketProtocol13):
                 except StreamClosedError:
                     self._abort()
                     data = None
-                except Exception:
+                except (Exception, asyncio.CancelledError):
                     log.exception("chat socket: reading a frame failed")
                     self._abort()
                     data = None

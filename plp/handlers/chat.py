@@ -5,7 +5,9 @@ The socket handler authenticates with the same session code as every HTTP handle
 caps) before `super().get()` upgrades, so a refused client never gets a WebSocket at all.
 After the upgrade each frame goes to a `ChatConnection` (plp/chat/connection.py), which runs
 the protocol and sees this socket only as `send_frame` and `close_from_hub`; `send_frame`
-queues ready-made frame bytes on the connection's stream.
+queues ready-made frame bytes on the connection's stream. Frames are read by callbacks
+(`FrameReader`, plp/chat/wsproto.py): `get` returns once the socket is open, and the handler
+then keeps only what an open socket uses (`OPEN_KEEPS`).
 """
 
 from __future__ import annotations
