@@ -10,6 +10,7 @@ import gc
 import json
 import logging
 import os
+import socket
 import struct
 import weakref
 from typing import Any
@@ -456,3 +457,54 @@ async def test_open_socket_keeps_no_request_and_no_idle_buffers(ctx, raw):
     await wait_until(lambda: ctx.hub.count() == 0, what="the socket to close")
     gc.collect()
     assert ref() is None
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_pings_from_a_peer_that_does_not_read_queue_one_pong(
+    ctx, http_server, base_url, make_user, session_cookie, monkeypatch
+):
+    # RFC 6455 §5.5.3: only the latest ping need be answered. A peer that pings without
+    # reading must not grow the server's buffer by a pong per ping.
+    pings = [0]
+    real_ping = ChatSocketHandler.on_ping
+
+    def count_ping(self: ChatSocketHandler, data: bytes) -> None:
+        pings[0] += 1
+        real_ping(self, data)
+
+    monkeypatch.setattr(ChatSocketHandler, "on_ping", count_ping)
+    user = await make_user("ann")
+    cookie = await session_cookie(user.id)
+    host, port = base_url.split("://", 1)[1].split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a reader that lags
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(
+        (
+            f"GET /ws/chat HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"Sec-WebSocket-Version: 13\r\nCookie: {cookie}\r\n\r\n"
+        ).encode()
+    )
+    client = Raw(reader, writer)
+    try:
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+        assert (await client.json())["type"] == "hello"
+        stream = next(iter(ctx.hub._all)).send.__self__.ws_connection.stream
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # no autotuning
+        count = 5000
+        payloads = [f"{i:06d}".encode() + b"x" * 100 for i in range(count)]
+        client.send(b"".join(frame(0x9, p) for p in payloads))
+        await wait_until(lambda: pings[0] == count, what="every ping read")
+        assert len(stream._write_buffer) <= 2 * 110  # at most one pong waiting, not thousands
+        answered = []
+        while not answered or answered[-1] != payloads[-1]:
+            opcode, payload = await client.frame()
+            assert opcode == 0xA
+            answered.append(payload)
+        assert answered == sorted(answered) and len(answered) < count
+        assert set(answered) <= set(payloads)
+    finally:
+        client.close()
