@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
 from typing import Any, Protocol
 
 from ..classes.visibility import sees_channel, still_member, visible_channel
@@ -48,6 +49,7 @@ from .hub import (
     CloseFn,
     SendFn,
     Subscriber,
+    dumps,
 )
 from .limits import RefusalWindow, TokenBucket
 
@@ -59,6 +61,13 @@ TYPING_INTERVAL = 1.0  # typing frames closer together than this are dropped sil
 REFUSALS_LIMIT = 20  # more refused frames than this ...
 REFUSALS_WINDOW = 10.0  # ... within this many seconds: close 1008
 CLOSE_TRY_AGAIN = 1013  # the session store or database is unreachable: reconnect later
+
+
+@lru_cache(maxsize=4096)
+def hello_text(user: User) -> str:
+    """The `hello` frame for one version of a user record (records are immutable and compare
+    by value): its ISO date and JSON are made once per version, not at every connect."""
+    return dumps({"type": "hello", "user": user.to_json()})
 
 
 class MessageHooks(Protocol):
@@ -142,7 +151,7 @@ class ChatConnection:
         if await self.ctx.store.get_by_key(self.sub.session_key) is None:
             self.hub.drop(self.sub, CLOSE_SESSION_ENDED, "session ended")
             return False
-        self.send_event({"type": "hello", "user": user.to_json()})
+        self.hub.send_text(self.sub, hello_text(user))
         return True
 
     def disconnect(self) -> None:

@@ -281,7 +281,10 @@ class ChatHub:
 
     def send_to(self, sub: Subscriber, event: dict[str, Any]) -> bool:
         """Send one event to one subscriber; False (and the subscriber dropped) if it failed."""
-        frame = dumps(event)
+        return self.send_text(sub, dumps(event))
+
+    def send_text(self, sub: Subscriber, frame: str) -> bool:
+        """`send_to` for an event already serialised with `dumps`."""
         try:
             ok = sub.send(self.wire(frame) if self.wire is not None else frame)
         except Exception:

@@ -5,7 +5,9 @@ The socket handler authenticates with the same session code as every HTTP handle
 caps) before `super().get()` upgrades, so a refused client never gets a WebSocket at all.
 After the upgrade each frame goes to a `ChatConnection` (plp/chat/connection.py), which runs
 the protocol and sees this socket only as `send_frame` and `close_from_hub`; `send_frame`
-queues ready-made frame bytes on the connection's stream.
+queues ready-made frame bytes on the connection's stream. Frames are read by callbacks
+(`FrameReader`, plp/chat/wsproto.py): `get` returns once the socket is open, and the handler
+then keeps only what an open socket uses (`OPEN_KEEPS`).
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from typing import Any
 
 import tornado.web
 import tornado.websocket
-from tornado.httputil import HTTPHeaders
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamBufferFullError, StreamClosedError
+from tornado.websocket import _WebSocketParams
 
 from ..chat.connection import ChatConnection
 from ..chat.heartbeat import Heartbeat
+from ..chat.wsproto import FrameReader, protocol_for
 from ..security import origin_allowed
 from .base import ApiHandler
 from .errors import ApiError
@@ -29,6 +32,25 @@ log = logging.getLogger(__name__)
 
 PENDING_MAX = 1024 * 1024  # a socket with more queued output than this is too slow: 1008
 SILENCE_DEFAULT = 60.0  # a peer heard nothing from for this long is dropped
+# What an open chat socket's handler keeps (see _shed_handshake).
+OPEN_KEEPS = (
+    "application",
+    "ws_connection",
+    "connection",
+    "conn_id",
+    "beat_slot",
+    "loop",
+    "last_heard",
+    "_on_close_called",
+    "close_code",
+    "close_reason",
+    "_status_code",
+    "_finished",
+    "_auto_finish",  # read by Tornado's _execute once get returns
+    "_prepared_future",
+    "_current_user",
+    "_plp_ip",
+)
 
 
 class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
@@ -70,12 +92,16 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
             )
         self.conn_id = conn_id
         try:
-            # Returns only when the connection is over (Tornado reads frames inside it).
+            # Returns once the socket is open (or refused): frames are read by callbacks
+            # (plp/chat/wsproto.py), and the socket gives the slot back in on_close.
             protocol = self._upgrade(args, kwargs)
             if protocol is not None:
                 await protocol.accept_connection(self)
         finally:
-            hub.release(conn_id)
+            if self.connection is None:  # never opened: no on_close will come
+                hub.release(conn_id)
+        if self.connection is not None:
+            self._shed_handshake()
 
     def _upgrade(
         self, args: tuple, kwargs: dict[str, Any]
@@ -83,10 +109,8 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
         """Tornado's `WebSocketHandler.get` up to the upgrade, with the same answers; the
         protocol to accept, or None once a refusal is written.
 
-        Tornado's `get` stays suspended for the whole life of the socket, holding its locals
-        (the request's headers, a `map` and a lambda) and a coroutine frame: about 1 KiB per
-        idle socket. Here the checks run in a plain method that has returned before the
-        socket's long wait, which is awaited straight from `get`.
+        Tornado's `get` stays suspended for the whole life of the socket; here the checks
+        run in a plain method and `get` returns once the socket is open.
         """
         self.open_args, self.open_kwargs = args, kwargs
         headers = self.request.headers
@@ -134,6 +158,9 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
             )
         )
 
+    def get_websocket_protocol(self) -> FrameReader | None:
+        return protocol_for(self, socket_params(self.application, self.max_message_size))
+
     @property
     def ping_interval(self) -> float:
         # Tornado's heartbeat is a Task per socket; every socket here shares one (beat()).
@@ -164,21 +191,27 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
         if not await self.connection.connect(user):
             return
         heartbeat(self.application).add(self)
-        self._release_handshake()
 
-    def _release_handshake(self) -> None:
-        """Drop what only the handshake needed, so each idle socket holds less memory.
+    def _shed_handshake(self) -> None:
+        """Keep only what an open socket uses (`OPEN_KEEPS`), so each idle socket holds less.
 
-        The request's headers and the 101 response's headers (about 4 KiB per socket) are
-        never read again once the socket is open: the client address was taken (and cached
-        in `self.ip`) and the Origin checked before the upgrade.
+        Everything else on a handler is the HTTP request's: the request object (and through
+        it the HTTP/1 connection, the routing and body-limit delegates and their headers),
+        the response headers, template namespaces, Tornado's guards against HTTP writes.
+        Once the socket is open nothing reads them: the client address was taken (cached in
+        `self.ip`) and the Origin checked before the upgrade, and on_close, the heartbeat,
+        the hub's send and close, and `log_exception` below read only `OPEN_KEEPS` (and
+        Tornado's `_execute`, finishing once `get` returns, reads `_auto_finish`, `_finished`
+        and `_prepared_future`).
         """
-        # Emptied in place, not replaced: Tornado's suspended `WebSocketHandler.get` (a local),
-        # its HTTP/1 connection (for keep-alive) and the body-limit delegate all still refer
-        # to this one object for as long as the socket is open. Re-initialising it gives it
-        # new, empty tables, so the old ones and every header string are freed.
-        self.request.headers.__init__()  # type: ignore[misc]
-        self._headers = HTTPHeaders()
+        attrs = self.__dict__
+        self.__dict__ = {name: attrs[name] for name in OPEN_KEEPS if name in attrs}
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if "request" in self.__dict__:
+            super().log_exception(typ, value, tb)
+        else:  # an open socket: the request is gone (_shed_handshake)
+            log.error("chat socket %s: uncaught exception", self.conn_id, exc_info=(typ, value, tb))
 
     def on_close(self) -> None:
         if self.connection is not None:
@@ -252,6 +285,15 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
         if self.connection is None or conn is None or conn.is_closing():
             return
         await self.connection.handle_incoming_message(message)
+
+
+def socket_params(app: tornado.web.Application, size: int) -> _WebSocketParams:
+    """The protocol parameters, one object for all the application's sockets: the message
+    size limit (pings are plp's heartbeat's, compression is never offered)."""
+    params = app.__dict__.get("_plp_ws_params")
+    if params is None or params.max_message_size != size:
+        params = app.__dict__["_plp_ws_params"] = _WebSocketParams(max_message_size=size)
+    return params
 
 
 def heartbeat(app: tornado.web.Application) -> Heartbeat:
