@@ -1,5 +1,7 @@
 """Instructions per request, counted by valgrind: `python bench/instructions.py [PATH ...]`.
 
+PATH `ws` counts a chat socket instead: handshake, hello, close.
+
 Wall-clock and CPU-time figures on this shared machine swing by tens of per cent, too much
 to tell a 3 % change; the number of instructions the server executes per request does not
 move. plp (or `--root` another checkout, or `--baseline` the bare Tornado handler) runs
@@ -12,10 +14,13 @@ the bench user's session, counters dumped. Prints user-space instructions per re
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import os
 import re
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -24,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import wsload  # noqa: E402
 from bench.common import (  # noqa: E402
     BCRYPT_ROUNDS,
     BENCH,
@@ -75,7 +81,38 @@ def total(out_dir: Path, before: set[Path]) -> int:
     raise RuntimeError("callgrind wrote no dump")
 
 
+def run_connects(port: int, cookie: str, count: int) -> None:
+    """Chat sockets one after another: handshake, the server's hello, a close from the client
+    (1000) answered by the server's, then the TCP close."""
+    for _ in range(count):
+        key = base64.b64encode(os.urandom(16)).decode()
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            sock.sendall(
+                (
+                    f"GET /ws/chat HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                    f"Cookie: {cookie}\r\nX-Forwarded-Proto: https\r\n"
+                    "X-Forwarded-For: 127.0.0.5\r\nUser-Agent: plp-bench-ws\r\n\r\n"
+                ).encode()
+            )
+            got = b""
+            while b"hello" not in got:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise RuntimeError(f"socket closed before hello: {got[:200]!r}")
+                got += chunk
+            if not got.startswith(b"HTTP/1.1 101"):
+                raise RuntimeError(f"no upgrade: {got[:200]!r}")
+            sock.sendall(wsload.mask_frame(struct.pack("!H", 1000), opcode=0x8))
+            while sock.recv(65536):
+                pass
+
+
 def run_requests(port: int, path: str, cookie: str, count: int) -> None:
+    if path == "ws":
+        run_connects(port, cookie, count)
+        return
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Cookie": cookie, "X-Forwarded-Proto": "https", "X-Forwarded-For": "127.0.0.2"}
     for _ in range(count):
