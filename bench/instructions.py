@@ -1,14 +1,14 @@
 """Instructions per request, counted by valgrind: `python bench/instructions.py [PATH ...]`.
 
-PATH `ws` counts a chat socket instead: handshake, hello, close.
-
 Wall-clock and CPU-time figures on this shared machine swing by tens of per cent, too much
 to tell a 3 % change; the number of instructions the server executes per request does not
-move. plp (or `--root` another checkout, or `--baseline` the bare Tornado handler) runs
-under callgrind with instrumentation off while it starts; then for each PATH: instrumentation
-on, `--warm` requests, counters zeroed, `--requests` sequential keep-alive requests with
-the bench user's session, counters dumped. Prints user-space instructions per request
-(the kernel's share, such as the cost of a write(2), is not counted). Needs valgrind.
+move. plp (or `--root DIR` another checkout, or `--baseline [json|broadcast]` a bare
+Tornado server from bench/) runs under callgrind with instrumentation off while it starts;
+then for each PATH: instrumentation on, `--warm` requests, counters zeroed, `--requests`
+sequential keep-alive requests with the bench user's session, counters dumped. PATH `ws`
+counts a chat socket instead: handshake, hello, a close from the client. Prints user-space
+instructions per request (the kernel's share, such as the cost of a write(2), is not
+counted). Needs valgrind.
 """
 
 from __future__ import annotations
@@ -50,7 +50,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--warm", type=int, default=50)
     parser.add_argument("--root", type=Path, help="another checkout's plp (default: this one)")
-    parser.add_argument("--baseline", action="store_true", help="the bare Tornado handler")
+    parser.add_argument(
+        "--baseline",
+        nargs="?",
+        const="json",
+        choices=("json", "broadcast"),
+        help="a bare Tornado server instead: the JSON handler, or the naive chat broadcast",
+    )
     return parser.parse_args()
 
 
@@ -135,7 +141,7 @@ def main() -> int:
     port = free_port()
     out = tmp / "cg.out"
     if args.baseline:
-        argv = [sys.executable, str(BENCH / "baseline_json.py"), str(port)]
+        argv = [sys.executable, str(BENCH / f"baseline_{args.baseline}.py"), str(port)]
         env = dict(os.environ)
     else:
         prepare_database(data_dir, 0)
