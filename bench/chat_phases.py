@@ -228,15 +228,19 @@ def run(
                 finally:
                     target.server.stop()
     if "connect" in phases:
-        run_connects(cfg, res, makers)
+        run_connects(cfg, res, tmp, makers)
     if "chat" in phases:
         run_fanout(cfg, res, tmp, makers)
 
 
 def run_connects(
-    cfg: Config, res: Results, makers: list[Callable[[], tuple[Target, list[str]]]]
+    cfg: Config, res: Results, tmp: Path, makers: list[Callable[[], tuple[Target, list[str]]]]
 ) -> None:
+    """Connects on plp, Express and the bare Tornado chat socket (no session, no headers),
+    alternated: the last shows what Tornado's own handshake costs."""
     made = [make() for make in makers]
+    base = start_script("baseline_broadcast", tmp)
+    made.append((Target("baseline", base, proto="plp"), ["x=y"]))
     try:
         runs: dict[str, list[tuple[float, float]]] = {t.name: [] for t, _ in made}
         for target, cookies in made:  # warm-up

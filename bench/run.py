@@ -214,6 +214,8 @@ BASELINE_FIGURES = [
     ("`GET /healthz`, req/s", "plp_health_rps", "baseline_health_rps", 0),
     ("chat fan-out, deliveries/s (naive broadcast)", "fanout_dps", "baseline_fanout_dps", 0),
     ("server CPU per delivery, µs", "fanout_cpu_us", "baseline_fanout_cpu_us", 1),
+    ("WebSocket connects per second", "plp_connects_per_s", "baseline_connects_per_s", 0),
+    ("server CPU per connect, µs", "plp_connect_cpu_us", "baseline_connect_cpu_us", 0),
 ]
 PHASES = ("rss", "http", "p99", "pages", "chat", "connect", "idle", "store")
 
