@@ -6,7 +6,7 @@ caps) before `super().get()` upgrades, so a refused client never gets a WebSocke
 After the upgrade each frame goes to a `ChatConnection` (plp/chat/connection.py), which runs
 the protocol and sees this socket only as `send_frame` and `close_from_hub`; `send_frame`
 queues ready-made frame bytes on the connection's stream. Frames are read by callbacks
-(`FrameReader`, plp/chat/wsproto.py): `get` returns once the socket is open, and the handler
+(`FrameReader`, plp/handlers/wsproto.py): `get` returns once the socket is open, and the handler
 then keeps only what an open socket uses (`OPEN_KEEPS`).
 """
 
@@ -23,10 +23,10 @@ from tornado.websocket import _WebSocketParams
 
 from ..chat.connection import ChatConnection
 from ..chat.heartbeat import Heartbeat
-from ..chat.wsproto import FrameReader, protocol_for
 from ..security import origin_allowed
 from .base import ApiHandler
 from .errors import ApiError
+from .wsproto import FrameReader, protocol_for
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class ChatSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
         self.conn_id = conn_id
         try:
             # Returns once the socket is open (or refused): frames are read by callbacks
-            # (plp/chat/wsproto.py), and the socket gives the slot back in on_close.
+            # (plp/handlers/wsproto.py), and the socket gives the slot back in on_close.
             protocol = self._upgrade(args, kwargs)
             if protocol is not None:
                 await protocol.accept_connection(self)

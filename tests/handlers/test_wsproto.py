@@ -1,4 +1,4 @@
-"""The chat socket's frame reader (plp/chat/wsproto.py) against the served app, with a raw
+"""The chat socket's frame reader (plp/handlers/wsproto.py) against the served app, with a raw
 client that writes frames byte by byte as it likes: masking, fragments, the size limit,
 ping/pong, the close handshake, protocol errors, errors in on_message, order and yielding,
 on_close exactly once, and what an open socket keeps."""
@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from plp.chat.connection import ChatConnection
-from plp.chat.wsproto import FrameReader, _Vacant
 from plp.handlers.chat import OPEN_KEEPS, ChatSocketHandler
+from plp.handlers.wsproto import FrameReader, _Vacant
 from plp.sessions.base import SessionStoreUnavailable
 from tests.support import wait_until
 from tests.support.ws import WAIT

@@ -8,7 +8,7 @@ writes and reads frames with callbacks on the stream's read futures instead: onc
 has returned, `get` returns too, the request's Task ends, and an idle socket is one pending
 2-byte read.
 
-Kept from Tornado, and tested against a real server in tests/chat/test_wsproto.py:
+Kept from Tornado, and tested against a real server in tests/handlers/test_wsproto.py:
 fragmented messages are reassembled; a message over `max_message_size` (its fragments
 together) is refused with close 1009; a ping is answered with a pong carrying its payload
 (at most one pong queued: a peer that pings without reading cannot grow our buffer); a
