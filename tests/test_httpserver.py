@@ -75,57 +75,55 @@ async def test_slow_headers_are_cut_and_a_request_being_answered_is_not(io_loop)
         await server.close_all_connections()
 
 
-@pytest.mark.gen_test(timeout=30)
-async def test_shutdown_waits_for_the_request_being_answered_not_for_idle_connections(io_loop):
+@pytest.fixture
+def draining(io_loop):
+    """A DrainingHTTPServer serving _Slow on a free port: (server, port)."""
     _Slow.entered, _Slow.release = asyncio.Event(), asyncio.Event()
-    app = tornado.web.Application([(r"/slow", _Slow)])
-    server = DrainingHTTPServer(app)
+    server = DrainingHTTPServer(tornado.web.Application([(r"/slow", _Slow)]))
     port = _port()
     server.listen(port, "127.0.0.1")
-    try:
-        # A keep-alive connection that has finished its request, and one that never sent any.
-        done_r, done_w = await asyncio.open_connection("127.0.0.1", port)
-        done_w.write(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert (await asyncio.wait_for(done_r.readuntil(b"\r\n\r\n"), WAIT)).startswith(
-            b"HTTP/1.1 404"
-        )
-        quiet_r, quiet_w = await asyncio.open_connection("127.0.0.1", port)
-        busy_r, busy_w = await asyncio.open_connection("127.0.0.1", port)
-        busy_w.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-        await asyncio.wait_for(_Slow.entered.wait(), WAIT)
-        assert server.in_flight() == 1
-        waiting = asyncio.ensure_future(server.wait_idle())
-        await asyncio.sleep(0)
-        assert not waiting.done()
-        _Slow.release.set()
-        await asyncio.wait_for(waiting, WAIT)  # the answer went out; the others stay open
-        head = await asyncio.wait_for(busy_r.readuntil(b"\r\n\r\n"), WAIT)
-        assert head.startswith(b"HTTP/1.1 200")
-        assert server.in_flight() == 0
-        assert len(server._connections) == 3
-        for w in (done_w, quiet_w, busy_w):
-            w.close()
-    finally:
-        server.stop()
-        await server.close_all_connections()
+    yield server, port
+    _Slow.release.set()
+    server.stop()
+    io_loop.run_sync(server.close_all_connections)
+
+
+async def _ask_slow(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.wait_for(_Slow.entered.wait(), WAIT)
+    return reader, writer
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_a_request_whose_client_hangs_up_is_no_longer_waited_for(io_loop):
-    _Slow.entered, _Slow.release = asyncio.Event(), asyncio.Event()
-    app = tornado.web.Application([(r"/slow", _Slow)])
-    server = DrainingHTTPServer(app)
-    port = _port()
-    server.listen(port, "127.0.0.1")
-    try:
-        busy_r, busy_w = await asyncio.open_connection("127.0.0.1", port)
-        busy_w.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-        await asyncio.wait_for(_Slow.entered.wait(), WAIT)
-        waiting = asyncio.ensure_future(server.wait_idle())
-        busy_w.close()
-        await asyncio.wait_for(waiting, WAIT)
-        assert server.in_flight() == 0
-    finally:
-        _Slow.release.set()
-        server.stop()
-        await server.close_all_connections()
+async def test_shutdown_waits_for_the_request_being_answered_not_for_idle_connections(draining):
+    server, port = draining
+    # A keep-alive connection that has finished its request, and one that never sent any.
+    done_r, done_w = await asyncio.open_connection("127.0.0.1", port)
+    done_w.write(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await asyncio.wait_for(done_r.readuntil(b"\r\n\r\n"), WAIT)
+    assert head.startswith(b"HTTP/1.1 404")
+    _quiet_r, quiet_w = await asyncio.open_connection("127.0.0.1", port)
+    busy_r, busy_w = await _ask_slow(port)
+    assert server.in_flight() == 1
+    waiting = asyncio.ensure_future(server.wait_idle())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    _Slow.release.set()
+    await asyncio.wait_for(waiting, WAIT)  # the answer went out; the others stay open
+    head = await asyncio.wait_for(busy_r.readuntil(b"\r\n\r\n"), WAIT)
+    assert head.startswith(b"HTTP/1.1 200")
+    assert server.in_flight() == 0
+    assert len(server._connections) == 3
+    for w in (done_w, quiet_w, busy_w):
+        w.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_request_whose_client_hangs_up_is_no_longer_waited_for(draining):
+    server, port = draining
+    _busy_r, busy_w = await _ask_slow(port)
+    waiting = asyncio.ensure_future(server.wait_idle())
+    busy_w.close()
+    await asyncio.wait_for(waiting, WAIT)
+    assert server.in_flight() == 0

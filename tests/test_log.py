@@ -123,80 +123,83 @@ def test_json_time_is_utc_with_milliseconds_and_follows_the_clock():
     assert next_second["time"] == "2023-11-14T22:13:21.000Z"
 
 
-@pytest.mark.parametrize("fmt", ["text", "json"])
-def test_the_direct_access_line_is_the_line_logging_writes(fmt, monkeypatch):
+@pytest.fixture
+def plp_logging(monkeypatch):
+    """setup_logging(fmt) writing to a StringIO in place of stderr; the test session's own
+    handlers come back afterwards. Returns a function: fmt -> the stream."""
     from plp import log
 
     monkeypatch.setattr(log, "_direct", None)
     root = logging.getLogger()
     saved = root.handlers[:], root.level
-    stream = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", stream)
-    try:
+
+    def install(fmt: str) -> io.StringIO:
+        stream = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", stream)
         log.setup_logging(fmt, "info")
-        direct = log._direct
-        assert direct is not None and direct.usable()
-        for created, level, access in (
-            (1_700_000_000.001, logging.INFO, ("GET", "/api/users/me", 200, 0.00123)),
-            (1_700_000_000.999, logging.WARNING, ("POST", "/login?next=%2F", 404, 0.25)),
-            (1_800_000_123.5, logging.ERROR, ("PUT", "/x?token=***", 500, 12.34567)),
-        ):
-            method, uri, status, seconds = access
-            fields = {"status": status, "method": method, "uri": uri, "seconds": seconds}
-            record = log.access_log.makeRecord(
-                "plp.access",
-                level,
-                __file__,
-                1,
-                "%d %s %s %.1fms",
-                (status, method, uri, 1000.0 * seconds),
-                None,
-                extra={
-                    "access": {
-                        "status": status,
-                        "method": method,
-                        "uri": uri,
-                        "ms": round(1000.0 * seconds, 1),
-                    }
-                },
-            )
-            record.created = created
-            record.msecs = log._msecs(created)
-            expected = direct.handler.format(record)
-            assert direct.formatter.access_line(created, level, fields) == expected
-    finally:
-        root.handlers[:], _ = saved
-        root.setLevel(saved[1])
+        return stream
+
+    yield install
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_the_direct_access_line_is_the_line_logging_writes(fmt, plp_logging):
+    from plp import log
+
+    plp_logging(fmt)
+    direct = log._direct
+    assert direct is not None and direct.usable()
+    for created, level, access in (
+        (1_700_000_000.001, logging.INFO, ("GET", "/api/users/me", 200, 0.00123)),
+        (1_700_000_000.999, logging.WARNING, ("POST", "/login?next=%2F", 404, 0.25)),
+        (1_800_000_123.5, logging.ERROR, ("PUT", "/x?token=***", 500, 12.34567)),
+    ):
+        method, uri, status, seconds = access
+        fields = {"status": status, "method": method, "uri": uri, "seconds": seconds}
+        record = log.access_log.makeRecord(
+            "plp.access",
+            level,
+            __file__,
+            1,
+            "%d %s %s %.1fms",
+            (status, method, uri, 1000.0 * seconds),
+            None,
+            extra={
+                "access": {
+                    "status": status,
+                    "method": method,
+                    "uri": uri,
+                    "ms": round(1000.0 * seconds, 1),
+                }
+            },
+        )
+        record.created = created
+        record.msecs = log._msecs(created)
+        expected = direct.handler.format(record)
+        assert direct.formatter.access_line(created, level, fields) == expected
 
 
 @pytest.mark.gen_test
 async def test_access_lines_go_straight_to_the_stream_only_when_nothing_else_listens(
-    client, monkeypatch
+    client, plp_logging
 ):
     from plp import log
 
-    monkeypatch.setattr(log, "_direct", None)
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    stream = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", stream)
-    try:
-        log.setup_logging("text", "info")
-        assert (await client.fetch("/healthz?token=abc&x=1")).code == 200
-        line = stream.getvalue().splitlines()[-1]
-        assert re.fullmatch(
-            r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO plp\.access: "
-            r"200 GET /healthz\?token=\*\*\*&x=1 \d+\.\dms",
-            line,
-        ), line
-        # A second handler (a test's capture, an operator's extra): the ordinary path,
-        # which both handlers see.
-        extra = logging.handlers.BufferingHandler(10)
-        root.addHandler(extra)
-        assert not log._direct.usable()
-        assert (await client.fetch("/healthz?y=2")).code == 200
-        assert "/healthz?y=2" in stream.getvalue().splitlines()[-1]
-        assert [r.getMessage() for r in extra.buffer][-1].startswith("200 GET /healthz?y=2 ")
-    finally:
-        root.handlers[:], _ = saved
-        root.setLevel(saved[1])
+    stream = plp_logging("text")
+    assert (await client.fetch("/healthz?token=abc&x=1")).code == 200
+    line = stream.getvalue().splitlines()[-1]
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO plp\.access: "
+        r"200 GET /healthz\?token=\*\*\*&x=1 \d+\.\dms",
+        line,
+    ), line
+    # A second handler (a test's capture, an operator's extra): the ordinary path,
+    # which both handlers see.
+    extra = logging.handlers.BufferingHandler(10)
+    logging.getLogger().addHandler(extra)
+    assert not log._direct.usable()
+    assert (await client.fetch("/healthz?y=2")).code == 200
+    assert "/healthz?y=2" in stream.getvalue().splitlines()[-1]
+    assert [r.getMessage() for r in extra.buffer][-1].startswith("200 GET /healthz?y=2 ")

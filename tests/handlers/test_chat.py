@@ -12,7 +12,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from plp.sessions.base import END_REVOKED
 from tests.support import PASSWORD, body, wait_until
-from tests.support.ws import WAIT, Peer, ws_url
+from tests.support.ws import WAIT, Peer, RawSocket, ws_url
 
 
 @pytest.fixture
@@ -613,45 +613,6 @@ async def test_channel_deletion_reaches_subscribers(peer, ctx, make_client, make
 # ------------------------------------------------------- heartbeat, slow peers, shutdown
 
 
-class RawClient:
-    """A hand-rolled WebSocket client over a plain socket: it answers nothing by itself."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def open(cls, base_url: str, cookie: str) -> RawClient:
-        host, port = base_url.split("://", 1)[1].split(":")
-        reader, writer = await asyncio.open_connection("127.0.0.1", int(port))
-        writer.write(
-            (
-                "GET /ws/chat HTTP/1.1\r\n"
-                f"Host: {host}:{port}\r\n"
-                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                "Sec-WebSocket-Version: 13\r\n"
-                f"Cookie: {cookie}\r\n\r\n"
-            ).encode()
-        )
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
-        assert head.startswith(b"HTTP/1.1 101"), head
-        return cls(reader, writer)
-
-    async def frame(self) -> tuple[int, bytes]:
-        """The next (opcode, payload) from the server."""
-        first, second = await asyncio.wait_for(self.reader.readexactly(2), WAIT)
-        size = second & 0x7F
-        if size == 126:
-            size = int.from_bytes(await self.reader.readexactly(2), "big")
-        elif size == 127:
-            size = int.from_bytes(await self.reader.readexactly(8), "big")
-        return first & 0x0F, await asyncio.wait_for(self.reader.readexactly(size), WAIT)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 @pytest.mark.gen_test(timeout=20)
 async def test_heartbeat_settings(app):
     # The contract's numbers; the silence limit is enforced by plp's own watchdog.
@@ -664,7 +625,7 @@ async def test_heartbeat_settings(app):
 async def test_server_pings_and_drops_a_silent_peer(app, http_server, base_url, make_user, ctx):
     app.settings.update(websocket_ping_interval=0.1, websocket_ping_timeout=0.5)
     user = await make_user("quiet")
-    raw = await RawClient.open(base_url, await _cookie(ctx, user.id))
+    raw, _ = await RawSocket.open(base_url, await _cookie(ctx, user.id), hello=False)
     opcodes = []
     while True:
         opcode, payload = await raw.frame()
@@ -685,7 +646,7 @@ async def test_slow_reader_is_dropped_without_holding_up_others(
     fast = await peer("fast")
     await fast.join()
     user = await make_user("slow")
-    raw = await RawClient.open(base_url, await _cookie(ctx, user.id))
+    raw, _ = await RawSocket.open(base_url, await _cookie(ctx, user.id), hello=False)
     await raw.frame()  # hello
     sub = next(s for s in ctx.hub._all if s.user_id == user.id)
     ctx.hub.join(sub, 1)  # subscribed; this client will never read again

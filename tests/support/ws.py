@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import struct
 from typing import Any
 
 from tornado.websocket import WebSocketClientConnection
@@ -78,3 +80,91 @@ class Peer:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, masked: bool = True) -> bytes:
+    """One client frame (masked unless told otherwise)."""
+    head = bytes(((0x80 if fin else 0) | opcode,))
+    bit = 0x80 if masked else 0
+    size = len(payload)
+    if size < 126:
+        head += bytes((bit | size,))
+    elif size <= 0xFFFF:
+        head += struct.pack("!BH", bit | 126, size)
+    else:
+        head += struct.pack("!BQ", bit | 127, size)
+    if not masked:
+        return head + payload
+    mask = os.urandom(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def text(data: dict[str, Any]) -> bytes:
+    return json.dumps(data).encode()
+
+
+class RawSocket:
+    """A hand-rolled WebSocket client over a plain TCP connection."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(
+        cls, base_url: str, cookie: str, extra: str = "", *, hello: bool = True
+    ) -> tuple[RawSocket, bytes]:
+        """Handshake with `cookie` (and `extra` header lines); with `hello`, the server's
+        hello frame is read and checked too. The socket and the 101's head."""
+        host, port = base_url.split("://", 1)[1].split(":")
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(port))
+        writer.write(
+            (
+                "GET /ws/chat HTTP/1.1\r\n"
+                f"Host: {host}:{port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                f"Sec-WebSocket-Version: 13\r\n{extra}"
+                f"Cookie: {cookie}\r\n\r\n"
+            ).encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        raw = cls(reader, writer)
+        if hello:
+            opcode, greeting = await raw.frame()
+            assert opcode == 0x1 and json.loads(greeting)["type"] == "hello"
+        return raw, head
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def frame(self) -> tuple[int, bytes]:
+        """The next (opcode, payload) from the server; server frames are never masked."""
+        first, second = await asyncio.wait_for(self.reader.readexactly(2), WAIT)
+        assert not second & 0x80
+        size = second & 0x7F
+        if size == 126:
+            size = int.from_bytes(await self.reader.readexactly(2), "big")
+        elif size == 127:
+            size = int.from_bytes(await self.reader.readexactly(8), "big")
+        return first & 0x0F, await asyncio.wait_for(self.reader.readexactly(size), WAIT)
+
+    async def json(self) -> dict[str, Any]:
+        opcode, payload = await self.frame()
+        assert opcode == 0x1, (opcode, payload)
+        return json.loads(payload)
+
+    async def close_frame(self) -> tuple[int, str]:
+        """Skip to the server's close frame: (code, reason)."""
+        while True:
+            opcode, payload = await self.frame()
+            if opcode == 0x8:
+                return int.from_bytes(payload[:2], "big"), payload[2:].decode()
+
+    async def dropped(self) -> bytes:
+        """Wait for the server to end the TCP connection; whatever it sent before."""
+        return await asyncio.wait_for(self.reader.read(), WAIT)
+
+    def close(self) -> None:
+        self.writer.close()
