@@ -6,7 +6,9 @@ password check and do not extend the block; success resets. Per address: at most
 `address_limit` failed logins in any 5 minutes, and `registration_limit` registrations an hour.
 Successful logins never count against an address, so a class behind one NAT can sign in.
 Per user: at most `join_limit` wrong class join codes an hour (SPEC §12), so codes cannot be
-guessed.
+guessed. Per address: at most `challenge_limit` passkey sign-in challenges a minute: anyone
+may ask for one, and each is kept for 5 minutes in a bounded store (plp/pending.py) where a
+flood from one address would push out everyone else's.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ ADDRESS_WINDOW = 5 * 60.0
 REGISTRATION_WINDOW = 60 * 60.0
 JOIN_WINDOW = 60 * 60.0
 DEFAULT_JOIN_LIMIT = 10
+CHALLENGE_WINDOW = 60.0
+# A school's staff may share one address behind NAT; a flood is thousands a second.
+DEFAULT_CHALLENGE_LIMIT = 60
 
 
 def block_seconds(failures: int, account_limit: int) -> float:
@@ -43,12 +48,14 @@ class Throttle(abc.ABC):
         address_limit: int,
         registration_limit: int,
         join_limit: int = DEFAULT_JOIN_LIMIT,
+        challenge_limit: int = DEFAULT_CHALLENGE_LIMIT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.account_limit = account_limit
         self.address_limit = address_limit
         self.registration_limit = registration_limit
         self.join_limit = join_limit
+        self.challenge_limit = challenge_limit
         self.clock = clock
 
     @abc.abstractmethod
@@ -87,6 +94,14 @@ class Throttle(abc.ABC):
         """Seconds until this user may try a class join code again (0: now)."""
 
     @abc.abstractmethod
+    async def challenge_wait(self, ip: str) -> float:
+        """Seconds before the address may have another passkey sign-in challenge (0: now)."""
+
+    @abc.abstractmethod
+    async def challenge_made(self, ip: str) -> None:
+        """Count one passkey sign-in challenge for the address."""
+
+    @abc.abstractmethod
     async def join_failed(self, user_id: int) -> None:
         """Count one wrong class join code against the user."""
 
@@ -116,6 +131,7 @@ class MemoryThrottle(Throttle):
         self._address_failures: dict[str, deque[float]] = {}
         self._registrations: dict[str, deque[float]] = {}
         self._join_failures: dict[int, deque[float]] = {}
+        self._challenges: dict[str, deque[float]] = {}
 
     @staticmethod
     def _window_wait(events: deque[float] | None, limit: int, window: float, now: float) -> float:
@@ -180,6 +196,15 @@ class MemoryThrottle(Throttle):
         events = self._join_failures.setdefault(user_id, deque(maxlen=self.join_limit))
         events.append(self.clock())
 
+    async def challenge_wait(self, ip: str) -> float:
+        return self._window_wait(
+            self._challenges.get(ip), self.challenge_limit, CHALLENGE_WINDOW, self.clock()
+        )
+
+    async def challenge_made(self, ip: str) -> None:
+        events = self._challenges.setdefault(ip, deque(maxlen=self.challenge_limit))
+        events.append(self.clock())
+
     async def prune(self) -> int:
         now = self.clock()
         gone = 0
@@ -195,6 +220,7 @@ class MemoryThrottle(Throttle):
             (self._address_failures, ADDRESS_WINDOW),
             (self._registrations, REGISTRATION_WINDOW),
             (self._join_failures, JOIN_WINDOW),
+            (self._challenges, CHALLENGE_WINDOW),
         )
         for table, window in tables:
             for key, events in list(table.items()):

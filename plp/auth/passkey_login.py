@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 NOT_ACCEPTED = "That passkey could not sign you in."
 NOT_CONFIRMED = "That passkey did not confirm it is you."
 THROTTLED = "Too many failed sign-in attempts; wait a little and try again."
+CHALLENGES_THROTTLED = "Too many passkey sign-ins from this address; wait a minute and try again."
 
 
 def throttle_key(ip: str) -> str:
@@ -67,8 +68,16 @@ class Refused(Exception):
         self.user = user
 
 
-async def sign_in_options(ctx: Context, rp: RelyingParty) -> tuple[str, dict[str, Any]]:
-    """Request options with no `allowCredentials`; the attempt id for the browser's cookie."""
+async def sign_in_options(ctx: Context, rp: RelyingParty, *, ip: str) -> tuple[str, dict[str, Any]]:
+    """Request options with no `allowCredentials`; the attempt id for the browser's cookie.
+
+    At most `challenge_limit` a minute per address (plp/throttle.py): 429 beyond.
+    """
+    wait = await ctx.throttle.challenge_wait(ip)
+    if wait:
+        await ctx.audit.record("login_throttled", ip=ip, limit="challenges", method="passkey")
+        raise RateLimited(CHALLENGES_THROTTLED, wait)
+    await ctx.throttle.challenge_made(ip)
     options = generate_authentication_options(
         rp_id=rp.rp_id, timeout=TIMEOUT_MS, user_verification=UserVerificationRequirement.REQUIRED
     )

@@ -101,7 +101,9 @@ class LoginPasskeyOptionsHandler(ApiHandler):
     """POST /api/auth/login/passkey/options: request options, no `allowCredentials`."""
 
     async def post(self) -> None:
-        attempt, options = await passkey_login.sign_in_options(self.ctx, relying_party(self))
+        attempt, options = await passkey_login.sign_in_options(
+            self.ctx, relying_party(self), ip=self.ip
+        )
         self.set_signed_cookie(
             sign_in_cookie_name(self),
             attempt,

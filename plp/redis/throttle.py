@@ -3,7 +3,8 @@
 Keys (under the prefix, `plp:` by default): `t:a:<name>` hash of an account's consecutive
 failures and the last one's time; `t:ip:<addr>` and `t:reg:<addr>` lists of an address's
 last failed-login and registration times; `t:cj:<user id>` a user's last wrong class join
-codes. Every key expires once it stops limiting anyone.
+codes; `t:ch:<addr>` an address's last passkey sign-in challenges. Every key expires once
+it stops limiting anyone.
 The rules are `MemoryThrottle`'s (plp/throttle.py); the two writes are the `throttle_*.lua`
 scripts beside this module.
 """
@@ -15,6 +16,7 @@ from typing import Any
 from ..throttle import (
     ADDRESS_WINDOW,
     BASE_BLOCK,
+    CHALLENGE_WINDOW,
     JOIN_WINDOW,
     MAX_BLOCK,
     REGISTRATION_WINDOW,
@@ -111,6 +113,18 @@ class RedisThrottle(Throttle):
         await self._event(
             keys=[self.prefix + f"cj:{user_id}"],
             args=[repr(self.clock()), self.join_limit, JOIN_WINDOW],
+        )
+
+    @unavailable
+    async def challenge_wait(self, ip: str) -> float:
+        events = await self._redis.lrange(self.prefix + "ch:" + ip, 0, -1)
+        return _window_wait(events, self.challenge_limit, CHALLENGE_WINDOW, self.clock())
+
+    @unavailable
+    async def challenge_made(self, ip: str) -> None:
+        await self._event(
+            keys=[self.prefix + "ch:" + ip],
+            args=[repr(self.clock()), self.challenge_limit, CHALLENGE_WINDOW],
         )
 
     async def prune(self) -> int:

@@ -274,3 +274,21 @@ async def test_no_challenge_or_credential_in_logs_or_audit(
     assert "login_failed" in stored and "login_succeeded" in stored
     for secret in secrets_sent:
         assert secret not in logged and secret not in stored
+
+
+@pytest.mark.gen_test
+async def test_sign_in_challenges_are_limited_per_address(make_client, ctx, clock):
+    # Anyone may ask; each challenge is kept 5 minutes in a bounded store, so one address
+    # gets at most 60 a minute (plp/throttle.py).
+    client = make_client()
+    for _ in range(60):
+        await request_options(client)
+    r = await client.fetch("/api/auth/login/passkey/options", "POST")
+    assert r.code == 429
+    assert body(r)["error"] == "rate_limited"
+    assert 0 < int(r.headers["Retry-After"]) <= 60
+    assert not any("plp_passkey" in h for h in r.headers.get_list("Set-Cookie"))
+    throttled = await events(ctx, "login_throttled")
+    assert throttled[-1].detail == {"limit": "challenges", "method": "passkey"}
+    clock.advance(60)
+    await request_options(client)  # the minute has passed

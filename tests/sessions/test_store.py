@@ -472,11 +472,17 @@ def make_throttle(backend, clock, io_loop):
     kind, env = backend
     made = []
 
-    def make(account_limit: int = 3, address_limit: int = 5, registration_limit: int = 2):
+    def make(
+        account_limit: int = 3,
+        address_limit: int = 5,
+        registration_limit: int = 2,
+        challenge_limit: int = 3,
+    ):
         kwargs = dict(
             account_limit=account_limit,
             address_limit=address_limit,
             registration_limit=registration_limit,
+            challenge_limit=challenge_limit,
             clock=clock,
         )
         if kind == "memory":
@@ -546,6 +552,21 @@ async def test_throttle_registrations_per_address(make_throttle, clock):
     assert await throttle.registration_wait("6.6.6.6") == 0.0
     clock.advance(3600)
     assert await throttle.registration_wait("5.5.5.5") == 0.0
+
+
+@pytest.mark.gen_test
+async def test_throttle_passkey_challenges_per_address(make_throttle, clock):
+    throttle = make_throttle(challenge_limit=3)
+    for _ in range(3):
+        assert await throttle.challenge_wait("7.7.7.7") == 0.0
+        await throttle.challenge_made("7.7.7.7")
+    assert await throttle.challenge_wait("7.7.7.7") == pytest.approx(60.0)
+    assert await throttle.challenge_wait("8.8.8.8") == 0.0
+    clock.advance(30)
+    assert await throttle.challenge_wait("7.7.7.7") == pytest.approx(30.0)
+    clock.advance(30)
+    assert await throttle.challenge_wait("7.7.7.7") == 0.0
+    assert await throttle.prune() >= 0  # the memory table forgets the address after a minute
 
 
 @pytest.mark.gen_test
