@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..sessions.base import SessionStoreUnavailable
@@ -33,29 +34,40 @@ COMMAND_TIMEOUT = 2.0
 RESUBSCRIBE_MAX_DELAY = 5.0
 
 DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+# Redis answers but cannot store: out of memory (`maxmemory`), a read-only replica, or
+# MISCONF (its last save to disk failed and `stop-writes-on-bgsave-error` is on).
+CANNOT_STORE = (OutOfMemoryError, ReadOnlyError)
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 def is_down(exc: BaseException) -> bool:
-    """True if `exc` means Redis cannot be reached (as opposed to a bug or a script error)."""
-    return isinstance(exc, DOWN)
+    """True if `exc` means Redis cannot be reached or cannot store (as opposed to a bug or a
+    script error): a request then answers 503, a chat frame closes 1013."""
+    return (
+        isinstance(exc, DOWN + CANNOT_STORE)
+        or isinstance(exc, ResponseError)
+        and str(exc).startswith("MISCONF")
+    )
 
 
 def unavailable(
     method: Callable[P, Awaitable[R]],
 ) -> Callable[P, Awaitable[R]]:
-    """Turn 'Redis cannot be reached' into `SessionStoreUnavailable` (503 for the request)."""
+    """Turn 'Redis cannot be reached or cannot store' into `SessionStoreUnavailable` (503 for
+    the request)."""
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await method(*args, **kwargs)
-        except DOWN as exc:
+        except (*DOWN, RedisError) as exc:
+            if not is_down(exc):
+                raise
             # Not logged here: the caller (a handler's 503, the pruner) says what failed.
             raise SessionStoreUnavailable(
-                f"Redis cannot be reached ({exc.__class__.__name__})"
+                f"Redis cannot be reached or cannot store ({exc.__class__.__name__})"
             ) from exc
 
     return wrapper

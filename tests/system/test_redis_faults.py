@@ -137,3 +137,28 @@ def test_redis_down_at_start_exits_2_with_one_line(tmp_path):
     assert len(lines) == 1, lines
     assert "cannot reach Redis at 127.0.0.1:" in lines[0]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_a_redis_that_cannot_store_gives_503_not_500(private_redis, tmp_path):
+    # Redis answers but refuses writes (here out of memory under `noeviction`; MISCONF and a
+    # read-only replica are the same to plp): a request that must write answers 503.
+    import redis
+
+    env = _env(private_redis.url, tmp_path / "shared.sqlite3")
+    server = LiveServer(tmp_path / "a", env=env).start()
+    admin = redis.Redis.from_url(private_redis.url)
+    try:
+        alice = client_for(server)
+        assert (await alice.register("alice")).code == 201
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", 1)
+        refused = await client_for(server).login("alice")
+        assert refused.code == 503, refused.body
+        assert body(refused)["error"] == "unavailable"
+        assert int(refused.headers["Retry-After"]) >= 1
+        admin.config_set("maxmemory", 0)
+        assert (await client_for(server).login("alice")).code == 200
+    finally:
+        admin.close()
+        server.stop()
