@@ -194,9 +194,25 @@ def test_channel_drawer_on_a_phone(browser, live_server):
     tess.wait_for_selector("#channel-title:text-is('#maths')")
     tess.wait_for_selector("textarea[name=message]:not([disabled])")
 
-    # Picking a channel closes the drawer.
+    # While open, the drawer keeps the keyboard: Tab and Shift+Tab cycle inside it.
     if not tess.locator("#channels").is_visible():
         toggle.click()
+    inside = "() => document.getElementById('channel-drawer').contains(document.activeElement)"
+    count = tess.evaluate(
+        """() => [...document.querySelectorAll('#channel-drawer a[href], #channel-drawer button,'
+              + ' #channel-drawer input, #channel-drawer textarea, #channel-drawer summary')]
+              .filter((el) => el.getClientRects().length > 0 && !el.disabled).length"""
+    )
+    tess.focus("#channels-close")
+    for _ in range(count + 2):
+        tess.keyboard.press("Tab")
+        assert tess.evaluate(inside)
+    tess.focus("#channels-close")  # the first focusable in the drawer
+    tess.keyboard.press("Shift+Tab")
+    assert tess.evaluate(inside)
+    assert tess.evaluate("() => document.activeElement.id") != "channels-close"
+
+    # Picking a channel closes the drawer.
     tess.click("#channels button[data-channel]:has-text('#general')")
     tess.wait_for_selector("#channels", state="hidden")
     assert toggle.get_attribute("aria-expanded") == "false"
