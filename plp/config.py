@@ -8,22 +8,36 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import secrets
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+
+from .config_values import (
+    Choice,
+    choice,
+    parse_bcrypt_rounds,
+    parse_bool,
+    parse_chat_rate,
+    parse_days,
+    parse_db,
+    parse_dir,
+    parse_host,
+    parse_origins,
+    parse_path,
+    parse_port,
+    parse_positive_int,
+    parse_redis_url,
+    parse_roles,
+    parse_rp_id,
+    parse_seconds,
+)
 
 MIN_SECRET_LENGTH = 32
 SECRET_FILE_NAME = "session_secret"
 DEFAULT_DB_FILE = "plp.sqlite3"
-# SPEC §1: every duration is from 1 s to 10 years; past that a timer or date overflows.
-MIN_SECONDS = 1.0
-MAX_SECONDS = 10 * 365.25 * 86400
-MAX_DAYS = int(MAX_SECONDS // 86400)
 
 
 class ConfigError(Exception):
@@ -94,199 +108,50 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-def _parse_bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("expected 1/true/yes or 0/false/no")
-
-
-def _int(raw: str) -> int:
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise ValueError("must be a whole number") from None
-
-
-def _positive_int(raw: str) -> int:
-    value = _int(raw)
-    if value < 1:
-        raise ValueError("must be a whole number of at least 1")
-    return value
-
-
-def _port(raw: str) -> int:
-    value = _int(raw)
-    if not 0 <= value <= 65535:
-        raise ValueError("must be a port number from 0 to 65535")
-    return value
-
-
-def _seconds(raw: str) -> float:
-    problem = f"must be a number of seconds from {MIN_SECONDS:g} to {MAX_SECONDS:.0f} (10 years)"
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(problem) from None
-    # NaN fails both comparisons, so it is refused too.
-    if not MIN_SECONDS <= value <= MAX_SECONDS:
-        raise ValueError(problem)
-    return value
-
-
-def _days(raw: str) -> int:
-    value = _int(raw)
-    if not 1 <= value <= MAX_DAYS:
-        raise ValueError(f"must be a whole number of days from 1 to {MAX_DAYS} (10 years)")
-    return value
-
-
-@dataclass(frozen=True)
-class _Choice:
-    """Parses one of a few words, in any case; `allowed` also names them in --help."""
-
-    allowed: tuple[str, ...]
-
-    def __call__(self, raw: str) -> str:
-        value = raw.strip().lower()
-        if value not in self.allowed:
-            raise ValueError("must be one of " + ", ".join(self.allowed))
-        return value
-
-
-def _choice(*allowed: str) -> _Choice:
-    return _Choice(allowed)
-
-
-def _bcrypt_rounds(raw: str) -> int:
-    value = _int(raw)
-    if not 4 <= value <= 31:
-        raise ValueError("must be from 4 to 31")
-    return value
-
-
-_ORIGIN_RE = re.compile(
-    r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$"
-)
-
-
-def _origins(raw: str) -> tuple[str, ...]:
-    origins = []
-    for item in raw.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        match = _ORIGIN_RE.match(item)
-        port = (match.group(1) or match.group(2) or ":0")[1:] if match else ""
-        if item == "*" or not match or int(port) > 65535:
-            raise ValueError(f"{item!r} is not an exact scheme://host[:port] origin")
-        origins.append(item.lower())
-    return tuple(origins)
-
-
-def _chat_rate(raw: str) -> tuple[int, float]:
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*", raw)
-    if not match or int(match.group(1)) < 1 or float(match.group(2)) <= 0:
-        raise ValueError("expected SENDS/SECONDS, e.g. 5/5")
-    return int(match.group(1)), float(match.group(2))
-
-
-def _roles(raw: str) -> tuple[str, ...]:
-    roles = []
-    for item in raw.split(","):
-        item = item.strip().lower()
-        if not item:
-            continue
-        if item not in ("student", "teacher", "admin"):
-            raise ValueError(f"{item!r} is not a role (student, teacher, admin)")
-        if item not in roles:
-            roles.append(item)
-    return tuple(roles)
-
-
-def _rp_id(raw: str) -> str:
-    value = raw.strip().lower()
-    # A WebAuthn RP ID is a bare host name: no scheme, port, path or spaces.
-    if value and not re.fullmatch(
-        r"[a-z0-9]([a-z0-9\-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9\-]*[a-z0-9])?)*", value
-    ):
-        raise ValueError("must be a host name such as school.example.org (no scheme or port)")
-    return value
-
-
-def _db(raw: str) -> str:
-    value = raw.strip()
-    if value.startswith(("postgres://", "postgresql://")):
-        if not urlsplit(value).hostname and "host=" not in value:
-            raise ValueError("a postgresql:// URL needs a host")
-        return value
-    if "://" in value:
-        raise ValueError("expected a SQLite file path or a postgresql:// URL")
-    return value
-
-
-def _redis_url(raw: str) -> str:
-    value = raw.strip()
-    if not value.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("expected a redis://, rediss:// or unix:// URL")
-    return value
-
-
-def _path(raw: str) -> str:
-    if "\x00" in raw:
-        raise ValueError("must not contain NUL")
-    return raw
-
-
-def _host(raw: str) -> str:
-    value = raw.strip()
-    # An empty host would make Tornado listen on every interface: never by accident.
-    if not value or any(ch.isspace() for ch in value) or "\x00" in value:
-        raise ValueError("must be an address or host name, e.g. 127.0.0.1 (0.0.0.0 for all)")
-    return value
-
-
-def _dir(raw: str) -> str:
-    if not raw.strip():
-        raise ValueError("must not be empty")
-    return _path(raw)
-
-
-# name -> (parser, is_switch, help)
 OPTIONS: dict[str, tuple[Callable[[str], Any], bool, str]] = {
-    "env": (_choice("development", "production"), False, "development or production"),
-    "host": (_host, False, "address to listen on"),
-    "port": (_port, False, "TCP port to listen on"),
-    "data-dir": (_dir, False, "directory for the database, secret and snapshot"),
-    "db": (_db, False, "SQLite file path or postgresql:// URL"),
-    "session-idle-timeout": (_seconds, False, "seconds without activity before a session ends"),
-    "session-max-age": (_seconds, False, "seconds after login before a session ends"),
-    "session-prune-interval": (_seconds, False, "seconds between pruner runs"),
-    "sessions-per-user": (_positive_int, False, "live sessions allowed per user"),
-    "bcrypt-rounds": (_bcrypt_rounds, False, "bcrypt cost factor"),
-    "cors-origins": (_origins, False, "comma-separated origins allowed cross-origin"),
-    "trust-proxy": (_parse_bool, True, "take client address and scheme from proxy headers"),
-    "tls-cert": (_path, False, "PEM certificate file for HTTPS"),
-    "tls-key": (_path, False, "PEM private key file for HTTPS"),
-    "session-backend": (_choice("memory", "redis"), False, "memory or redis"),
-    "redis-url": (_redis_url, False, "Redis URL for the redis session backend"),
-    "metrics-port": (_port, False, "loopback port for Prometheus /metrics (0: off)"),
-    "login-failures-per-account": (_positive_int, False, "failures before an account back-off"),
-    "login-failures-per-address": (_positive_int, False, "failed logins per address in 5 min"),
-    "registrations-per-address": (_positive_int, False, "registrations per address per hour"),
-    "sockets-per-user": (_positive_int, False, "open chat sockets per user"),
-    "sockets-per-address": (_positive_int, False, "open chat sockets per client address"),
-    "chat-rate": (_chat_rate, False, "chat sends per seconds, e.g. 5/5"),
-    "log-format": (_choice("text", "json"), False, "text or json"),
-    "log-level": (_choice("debug", "info", "warning", "error"), False, "log level"),
-    "audit-retention-days": (_days, False, "days an audit row is kept before it is pruned"),
-    "reset-code-ttl": (_seconds, False, "seconds a password reset code stays valid"),
-    "class-join-failures": (_positive_int, False, "wrong class join codes per user per hour"),
-    "rp-id": (_rp_id, False, "WebAuthn relying party ID (default: the request's host name)"),
-    "require-mfa": (_roles, False, "comma-separated roles that must use a passkey or TOTP"),
-    "reauth-window": (_seconds, False, "seconds a sign-in counts as recent for sensitive actions"),
+    "env": (choice("development", "production"), False, "development or production"),
+    "host": (parse_host, False, "address to listen on"),
+    "port": (parse_port, False, "TCP port to listen on"),
+    "data-dir": (parse_dir, False, "directory for the database, secret and snapshot"),
+    "db": (parse_db, False, "SQLite file path or postgresql:// URL"),
+    "session-idle-timeout": (
+        parse_seconds,
+        False,
+        "seconds without activity before a session ends",
+    ),
+    "session-max-age": (parse_seconds, False, "seconds after login before a session ends"),
+    "session-prune-interval": (parse_seconds, False, "seconds between pruner runs"),
+    "sessions-per-user": (parse_positive_int, False, "live sessions allowed per user"),
+    "bcrypt-rounds": (parse_bcrypt_rounds, False, "bcrypt cost factor"),
+    "cors-origins": (parse_origins, False, "comma-separated origins allowed cross-origin"),
+    "trust-proxy": (parse_bool, True, "take client address and scheme from proxy headers"),
+    "tls-cert": (parse_path, False, "PEM certificate file for HTTPS"),
+    "tls-key": (parse_path, False, "PEM private key file for HTTPS"),
+    "session-backend": (choice("memory", "redis"), False, "memory or redis"),
+    "redis-url": (parse_redis_url, False, "Redis URL for the redis session backend"),
+    "metrics-port": (parse_port, False, "loopback port for Prometheus /metrics (0: off)"),
+    "login-failures-per-account": (
+        parse_positive_int,
+        False,
+        "failures before an account back-off",
+    ),
+    "login-failures-per-address": (parse_positive_int, False, "failed logins per address in 5 min"),
+    "registrations-per-address": (parse_positive_int, False, "registrations per address per hour"),
+    "sockets-per-user": (parse_positive_int, False, "open chat sockets per user"),
+    "sockets-per-address": (parse_positive_int, False, "open chat sockets per client address"),
+    "chat-rate": (parse_chat_rate, False, "chat sends per seconds, e.g. 5/5"),
+    "log-format": (choice("text", "json"), False, "text or json"),
+    "log-level": (choice("debug", "info", "warning", "error"), False, "log level"),
+    "audit-retention-days": (parse_days, False, "days an audit row is kept before it is pruned"),
+    "reset-code-ttl": (parse_seconds, False, "seconds a password reset code stays valid"),
+    "class-join-failures": (parse_positive_int, False, "wrong class join codes per user per hour"),
+    "rp-id": (parse_rp_id, False, "WebAuthn relying party ID (default: the request's host name)"),
+    "require-mfa": (parse_roles, False, "comma-separated roles that must use a passkey or TOTP"),
+    "reauth-window": (
+        parse_seconds,
+        False,
+        "seconds a sign-in counts as recent for sensitive actions",
+    ),
 }
 
 
@@ -300,20 +165,20 @@ def _env_name(option: str) -> str:
 
 SECRET_VARIABLES = ("SESSION_SECRET", "SESSION_SECRET_PREVIOUS")
 _METAVARS: dict[Callable[[str], Any], str] = {
-    _host: "HOST",
-    _port: "PORT",
-    _dir: "DIR",
-    _db: "FILE|URL",
-    _seconds: "SECONDS",
-    _positive_int: "N",
-    _bcrypt_rounds: "ROUNDS",
-    _origins: "ORIGINS",
-    _path: "FILE",
-    _redis_url: "URL",
-    _chat_rate: "SENDS/SECONDS",
-    _days: "DAYS",
-    _roles: "ROLES",
-    _rp_id: "HOST",
+    parse_host: "HOST",
+    parse_port: "PORT",
+    parse_dir: "DIR",
+    parse_db: "FILE|URL",
+    parse_seconds: "SECONDS",
+    parse_positive_int: "N",
+    parse_bcrypt_rounds: "ROUNDS",
+    parse_origins: "ORIGINS",
+    parse_path: "FILE",
+    parse_redis_url: "URL",
+    parse_chat_rate: "SENDS/SECONDS",
+    parse_days: "DAYS",
+    parse_roles: "ROLES",
+    parse_rp_id: "HOST",
 }
 
 
@@ -340,7 +205,7 @@ def describe(name: str) -> tuple[str | None, str]:
     parse, switch, text = OPTIONS[name]
     if switch:
         metavar = None
-    elif isinstance(parse, _Choice):
+    elif isinstance(parse, Choice):
         metavar = "|".join(parse.allowed)
     else:
         metavar = _METAVARS.get(parse, "VALUE")
