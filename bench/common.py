@@ -242,14 +242,14 @@ class Target:
         return self.server.pid
 
 
-def start_plp(
-    data_dir: Path, logs: Path, extra: list[str] | None = None, root: Path | None = None
-) -> Server:
-    """plp in production mode on a free port, pinned to the server core, ready.
+def plp_command(
+    data_dir: Path, port: int, root: Path | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of plp as every bench runs it: production mode, the bench
+    secret, trust-proxy, bcrypt cost 10 and the raised abuse limits.
 
     `root` (or PLP_BENCH_PLP) runs another checkout's plp under the same load: before/after.
     """
-    port = free_port()
     root = root or Path(os.environ.get("PLP_BENCH_PLP") or ROOT)
     env = {
         **os.environ,
@@ -272,6 +272,15 @@ def start_plp(
     ]
     for name, value in RAISED_LIMITS.items():
         argv += [f"--{name}", value]
+    return argv, env
+
+
+def start_plp(
+    data_dir: Path, logs: Path, extra: list[str] | None = None, root: Path | None = None
+) -> Server:
+    """plp (`plp_command`) on a free port, pinned to the server core, ready."""
+    port = free_port()
+    argv, env = plp_command(data_dir, port, root)
     server = Server("plp", argv + (extra or []), port, env, logs / f"plp-{port}.log")
     server.wait_ready()
     return server

@@ -31,14 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import wsload  # noqa: E402
 from bench.common import (  # noqa: E402
-    BCRYPT_ROUNDS,
     BENCH,
-    RAISED_LIMITS,
-    ROOT,
-    SECRET,
     Server,
     free_port,
     login,
+    plp_command,
     xsrf_token,
 )
 from bench.run import prepare_database  # noqa: E402
@@ -145,18 +142,7 @@ def main() -> int:
         env = dict(os.environ)
     else:
         prepare_database(data_dir, 0)
-        root = args.root or ROOT
-        argv = [sys.executable, str(root / "run.py"), "serve", "--port", str(port)]
-        argv += ["--data-dir", str(data_dir), "--trust-proxy", "--bcrypt-rounds"]
-        argv += [str(BCRYPT_ROUNDS)]
-        for name, value in RAISED_LIMITS.items():
-            argv += [f"--{name}", value]
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(root),
-            "PLP_ENV": "production",
-            "SESSION_SECRET": SECRET,
-        }
+        argv, env = plp_command(data_dir, port, args.root)
     server = Server("server", callgrind(argv, out), port, env, tmp / "server.log")
     try:
         server.wait_ready(timeout=300)
